@@ -1,0 +1,1 @@
+//! business layer of Gatehouse.

@@ -1,0 +1,1 @@
+//! conf layer of Gatehouse.

@@ -1,0 +1,1 @@
+//! reactor layer of Gatehouse.
