@@ -1,1 +1,3 @@
-//! business layer of Gatehouse.
+//! Business layer: a per-request context moving through a fixed order of stages.
+
+pub mod modules;

@@ -1,0 +1,1 @@
+//! Security and policy module engines (pure logic, no I/O).

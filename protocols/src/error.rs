@@ -1,0 +1,1 @@
+//! Error kinds of the gateway and their HTTP answers.

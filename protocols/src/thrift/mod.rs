@@ -1,0 +1,1 @@
+//! Thrift binary/compact codecs, IDL loading and JSON mapping.
