@@ -1,0 +1,1 @@
+//! hmac_auth engine.
