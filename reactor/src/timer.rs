@@ -159,6 +159,6 @@ mod tests {
         assert_eq!(w.next_timeout(0, 500), 500);
         w.schedule(1, 40);
         let t = w.next_timeout(0, 500);
-        assert!(t <= 48 && t >= 40, "{t}");
+        assert!((40..=48).contains(&t), "{t}");
     }
 }
