@@ -1,1 +1,48 @@
-//! conf layer of Gatehouse.
+//! conf layer of Gatehouse: the config model, its whole-config validation and the route
+//! matcher built from it.
+//!
+//! - [`model`]: serde structs for the TOML file and the admin API JSON bodies.
+//! - [`mod@validate`]: `Config::validate`, every problem with its field path.
+//! - [`pattern`]: syntax of hosts, paths and methods, shared by validation and the router.
+//! - [`router`]: the per-request route lookup (no allocation, cost independent of route count).
+//!
+//! The only I/O here is reading the file in [`load`]; stores, snapshots and publication live
+//! in the layers that own threads and sockets.
+
+pub mod error;
+pub mod model;
+pub mod pattern;
+pub mod router;
+pub mod validate;
+
+pub use error::{parse_json, ConfigError};
+pub use model::{Admin, Config, Limits, Node, Route, Server, Store, StoreKind, Upstream};
+pub use router::{RouteMatch, Router, MAX_PARAMS};
+
+use std::path::Path;
+
+impl Config {
+    /// Parses a TOML document (no validation). A parse failure is one error naming the field
+    /// (`routes[0]`, for an unknown key in the first route) and the line it is on.
+    pub fn from_toml_str(text: &str) -> Result<Config, Vec<ConfigError>> {
+        error::parse_toml(text).map_err(|e| vec![e])
+    }
+}
+
+/// Reads, parses and validates the config file at `path`: the config, or every problem found.
+pub fn load(path: impl AsRef<Path>) -> Result<Config, Vec<ConfigError>> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError::new(
+            path.display().to_string(),
+            format!("cannot read: {e}"),
+        )]
+    })?;
+    let config = Config::from_toml_str(&text)?;
+    let errors = config.validate();
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}

@@ -1,0 +1,349 @@
+//! The config model: plain structs read from the TOML file and from admin API JSON bodies.
+//!
+//! Every struct denies unknown fields (a typo must be an error, not a silently ignored knob) and
+//! every optional field has a default, listed in docs/config.md. Values are kept as written
+//! (addresses as strings, hosts as typed): [`crate::validate`] checks them and the helpers here
+//! give parsed forms to the layers that run the config.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The whole config: the file's top-level tables and resource arrays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: Server,
+    pub limits: Limits,
+    pub admin: Admin,
+    pub store: Store,
+    pub upstreams: Vec<Upstream>,
+    pub routes: Vec<Route>,
+    // Future resource arrays (services, modules, consumers, certificates) are added here by the
+    // lead, each a `Vec<_>` with `#[serde(default)]`, validated in `validate.rs`.
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: Server::default(),
+            limits: Limits::default(),
+            admin: Admin::default(),
+            store: Store::default(),
+            upstreams: Vec::new(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// `[server]`: the process and its data-plane listeners.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Worker (core) count; 0 = as many as the process may use (affinity mask, cgroup quota).
+    pub workers: usize,
+    /// HTTP listeners, `SocketAddr` strings.
+    pub listen: Vec<String>,
+    /// Directory of the embedded config store and other state.
+    pub state_dir: PathBuf,
+    /// Pin each worker to a core; off by default (pinned workers crowd the first cores of a
+    /// container).
+    pub cpu_affinity: bool,
+    /// Open client connections per worker; more are refused at accept.
+    pub max_connections: usize,
+    /// Graceful stop: how long in-flight requests may take after accepting stops.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            workers: 0,
+            listen: vec!["127.0.0.1:8080".to_string()],
+            state_dir: PathBuf::from("./gatehouse-state"),
+            cpu_affinity: false,
+            max_connections: 10_000,
+            drain_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Server {
+    /// The listen addresses that parse (all of them once the config is validated).
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.listen.iter().filter_map(|a| a.parse().ok()).collect()
+    }
+}
+
+/// `[limits]`: what one client request may cost. Applied by the access layer per connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Longest request line (method, target, version) in bytes; longer is answered 414.
+    pub max_request_line: usize,
+    /// Largest request head (request line and headers) in bytes; larger is answered 431.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; more is answered 431.
+    pub max_headers: usize,
+    /// Time allowed for a whole request head, from its first byte.
+    pub header_timeout_ms: u64,
+    /// How long a keep-alive connection may sit idle between requests.
+    pub idle_timeout_ms: u64,
+    /// Longest pause allowed between body bytes from the client.
+    pub body_timeout_ms: u64,
+    /// Longest time a write to the client may stall.
+    pub send_timeout_ms: u64,
+    /// Default largest request body; routes may override it.
+    pub max_body_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_line: 8192,
+            max_header_bytes: 65_536,
+            max_headers: 100,
+            header_timeout_ms: 15_000,
+            idle_timeout_ms: 60_000,
+            body_timeout_ms: 60_000,
+            send_timeout_ms: 60_000,
+            max_body_bytes: 10_485_760,
+        }
+    }
+}
+
+/// `[admin]`: the admin API and metrics listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// `SocketAddr` string of the admin listener.
+    pub listen: String,
+    /// Value the `X-API-Key` header must carry; empty = no key required.
+    pub api_key: String,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            listen: "127.0.0.1:9180".to_string(),
+            api_key: String::new(),
+        }
+    }
+}
+
+impl Admin {
+    /// The admin listen address, `None` when it does not parse (never after validation).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+}
+
+/// Where resources made through the admin API are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// A directory under `server.state_dir`: one gateway.
+    #[default]
+    File,
+    /// An etcd cluster shared by several gateways.
+    Etcd,
+}
+
+/// `[store]`: the config store. `endpoints` and `prefix` are for etcd only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Store {
+    pub kind: StoreKind,
+    /// etcd client URLs (`http://10.0.0.1:2379`) or `host:port`.
+    pub endpoints: Vec<String>,
+    /// Key prefix under which this gateway cluster keeps its resources in etcd.
+    pub prefix: String,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            kind: StoreKind::File,
+            endpoints: Vec::new(),
+            prefix: "/gatehouse".to_string(),
+        }
+    }
+}
+
+/// `[[upstreams]]`: a set of backend nodes that routes send requests to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    pub id: String,
+    pub nodes: Vec<Node>,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Longest wait for bytes from the upstream once the request is sent.
+    #[serde(default = "default_read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    /// Idle keep-alive connections kept per node per worker; 0 = close after each request.
+    #[serde(default = "default_max_idle")]
+    pub max_idle: usize,
+    /// How long an idle upstream connection is kept before it is closed.
+    #[serde(default = "default_upstream_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for Upstream {
+    /// An upstream with no id and no nodes (invalid until both are set), other fields at their
+    /// defaults; handy with struct update syntax.
+    fn default() -> Self {
+        Upstream {
+            id: String::new(),
+            nodes: Vec::new(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            read_timeout_ms: default_read_timeout_ms(),
+            max_idle: default_max_idle(),
+            idle_timeout_ms: default_upstream_idle_timeout_ms(),
+        }
+    }
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    3000
+}
+fn default_read_timeout_ms() -> u64 {
+    30_000
+}
+fn default_max_idle() -> usize {
+    64
+}
+fn default_upstream_idle_timeout_ms() -> u64 {
+    60_000
+}
+
+/// One backend of an upstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// `ip:port` (a `SocketAddr` string; names are not resolved).
+    pub addr: String,
+    /// Relative share of requests, 1..=1000.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl Node {
+    /// The node address, `None` when it does not parse (never after validation).
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        self.addr.parse().ok()
+    }
+}
+
+/// `[[routes]]`: which requests go where. Matching rules are in docs/config.md and
+/// [`crate::router`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub id: String,
+    /// Host names this route serves; empty = any host. `*.example.com` is a wildcard.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Exact paths (`/users/{id}`) or prefixes (`/api/*`, `/*`).
+    pub paths: Vec<String>,
+    /// Methods this route serves; empty = any method.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Id of the upstream requests are sent to.
+    pub upstream: String,
+    /// Largest request body on this route; `None` = `limits.max_body_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    /// For prefix paths: forward the path without the matched prefix (`/api/x` -> `/x`).
+    #[serde(default)]
+    pub strip_prefix: bool,
+}
+
+impl Default for Route {
+    /// A route with no id, paths or upstream (invalid until they are set), other fields at
+    /// their defaults; handy with struct update syntax.
+    fn default() -> Self {
+        Route {
+            id: String::new(),
+            hosts: Vec::new(),
+            paths: Vec::new(),
+            methods: Vec::new(),
+            upstream: String::new(),
+            max_body_bytes: None,
+            strip_prefix: false,
+        }
+    }
+}
+
+impl Route {
+    /// The body limit for this route, given the global default.
+    pub fn body_limit(&self, limits: &Limits) -> u64 {
+        self.max_body_bytes.unwrap_or(limits.max_body_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_document_is_all_defaults() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.server.listen, vec!["127.0.0.1:8080"]);
+        assert_eq!(c.limits.max_headers, 100);
+        assert_eq!(c.admin.listen, "127.0.0.1:9180");
+        assert_eq!(c.store.kind, StoreKind::File);
+    }
+
+    #[test]
+    fn resources_fill_their_defaults() {
+        let c: Config = toml::from_str(
+            r#"
+            [[upstreams]]
+            id = "u"
+            nodes = [{ addr = "127.0.0.1:9001" }]
+            [[routes]]
+            id = "r"
+            paths = ["/*"]
+            upstream = "u"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.upstreams[0].nodes[0].weight, 1);
+        assert_eq!(c.upstreams[0].max_idle, 64);
+        assert_eq!(c.upstreams[0].connect_timeout_ms, 3000);
+        assert_eq!(c.routes[0].max_body_bytes, None);
+        assert_eq!(c.routes[0].body_limit(&c.limits), 10_485_760);
+        assert!(c.routes[0].hosts.is_empty() && c.routes[0].methods.is_empty());
+    }
+
+    #[test]
+    fn same_structs_read_json_and_round_trip() {
+        let r: Route = serde_json::from_str(
+            r#"{"id":"r","paths":["/a/*"],"upstream":"u","max_body_bytes":5,"strip_prefix":true}"#,
+        )
+        .unwrap();
+        assert_eq!(r.max_body_bytes, Some(5));
+        assert!(r.strip_prefix);
+        let back: Route = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        let c = Config::default();
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<Config>(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        assert!(toml::from_str::<Config>("[server]\nworkerz = 2\n").is_err());
+        assert!(toml::from_str::<Config>("[[bogus]]\n").is_err());
+        assert!(
+            serde_json::from_str::<Route>(r#"{"id":"r","paths":[],"upstream":"u","x":1}"#).is_err()
+        );
+        assert!(toml::from_str::<Config>("[store]\nkind = \"zookeeper\"\n").is_err());
+    }
+}
