@@ -2,5 +2,6 @@
 
 pub mod codec;
 pub mod error;
+pub mod idl;
 
 pub use error::ThriftError;
