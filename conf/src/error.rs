@@ -88,7 +88,7 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T
 }
 
 /// Parses a JSON document (an admin API body) into `T`, naming the failing field like
-/// [`parse_toml`] does. Callers give the path of the resource (`routes[3]`, or "" for a body
+/// `Config::from_toml_str` does. Callers give the path of the resource (`routes[3]`, or "" for a body
 /// that is the resource itself) so errors read the same as whole-config ones.
 pub fn parse_json<T: serde::de::DeserializeOwned>(
     text: &str,

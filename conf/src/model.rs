@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// The whole config: the file's top-level tables and resource arrays.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: Server,
@@ -21,19 +21,6 @@ pub struct Config {
     pub routes: Vec<Route>,
     // Future resource arrays (services, modules, consumers, certificates) are added here by the
     // lead, each a `Vec<_>` with `#[serde(default)]`, validated in `validate.rs`.
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: Server::default(),
-            limits: Limits::default(),
-            admin: Admin::default(),
-            store: Store::default(),
-            upstreams: Vec::new(),
-            routes: Vec::new(),
-        }
-    }
 }
 
 /// `[server]`: the process and its data-plane listeners.
