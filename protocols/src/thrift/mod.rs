@@ -3,5 +3,6 @@
 pub mod codec;
 pub mod error;
 pub mod idl;
+pub mod json;
 
 pub use error::ThriftError;

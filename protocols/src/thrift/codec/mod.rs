@@ -368,9 +368,52 @@ pub fn rewrite_seqid_into(
     Ok(header.seqid)
 }
 
+/// Starts a message in `out`: frame prefix placeholder (when framed) and header. Write the
+/// body struct next (a fresh [`Writer`] on `out` will do), then call [`finish_message`] with
+/// the returned mark.
+pub fn begin_message(
+    proto: Protocol,
+    transport: Transport,
+    name: &str,
+    mtype: MessageType,
+    seqid: i32,
+    out: &mut Vec<u8>,
+) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_PREFIX][..frame_prefix(transport)]);
+    Writer::new(proto, out).message_begin(name, mtype, seqid);
+    start
+}
+
+/// Ends a message started at `start`: checks its size against `limits.max_frame` (removing
+/// it from `out` when too large) and patches the frame length.
+pub fn finish_message(
+    transport: Transport,
+    out: &mut Vec<u8>,
+    start: usize,
+    limits: &Limits,
+) -> Result<(), ThriftError> {
+    let skip = frame_prefix(transport);
+    let len = out.len().saturating_sub(start + skip);
+    // max_frame is a usize knob; the wire length is an i32.
+    let fits = i32::try_from(len).ok().filter(|_| len <= limits.max_frame);
+    let Some(n) = fits else {
+        out.truncate(start);
+        return Err(ThriftError::FrameTooLarge {
+            claimed: len,
+            max: limits.max_frame,
+        });
+    };
+    if transport == Transport::Framed {
+        out[start..start + FRAME_PREFIX].copy_from_slice(&n.to_be_bytes());
+    }
+    Ok(())
+}
+
 /// Writes one whole message into `out`: frame prefix (when framed), header, then the body
 /// written by `body` (which must write exactly one struct: the arguments or the result).
 /// The frame length is patched afterwards and checked against `limits.max_frame`.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_message<E: From<ThriftError>>(
     proto: Protocol,
     transport: Transport,
@@ -381,30 +424,12 @@ pub fn encode_message<E: From<ThriftError>>(
     out: &mut Vec<u8>,
     body: impl FnOnce(&mut Writer<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let start = out.len();
-    let skip = frame_prefix(transport);
-    out.extend_from_slice(&[0; FRAME_PREFIX][..skip]);
-    let mut w = Writer::new(proto, out);
-    w.message_begin(name, mtype, seqid);
-    body(&mut w)?;
-    let len = out.len() - start - skip;
-    if len > limits.max_frame {
+    let start = begin_message(proto, transport, name, mtype, seqid, out);
+    if let Err(e) = body(&mut Writer::new(proto, out)) {
         out.truncate(start);
-        return Err(ThriftError::FrameTooLarge {
-            claimed: len,
-            max: limits.max_frame,
-        }
-        .into());
+        return Err(e);
     }
-    if transport == Transport::Framed {
-        // max_frame fits in i32 in any sane config; check anyway, the knob is a usize.
-        let n = i32::try_from(len).map_err(|_| ThriftError::FrameTooLarge {
-            claimed: len,
-            max: i32::MAX as usize,
-        })?;
-        out[start..start + FRAME_PREFIX].copy_from_slice(&n.to_be_bytes());
-    }
-    Ok(())
+    finish_message(transport, out, start, limits).map_err(E::from)
 }
 
 /// [`encode_message`] for a call: message type `Call`, or `Oneway` when `oneway` is set.

@@ -36,7 +36,11 @@ pub(super) struct Lexer<'s> {
 
 impl<'s> Lexer<'s> {
     pub(super) fn new(src: &'s str) -> Self {
-        Self { src, pos: 0, line: 1 }
+        Self {
+            src,
+            pos: 0,
+            line: 1,
+        }
     }
 
     fn bytes(&self) -> &'s [u8] {
@@ -151,8 +155,12 @@ impl<'s> Lexer<'s> {
                 self.pos += 1;
             }
             let neg = self.src.as_bytes().get(start) == Some(&b'-');
-            let v = i64::from_str_radix(&self.src[digits + 2..self.pos], 16)
-                .map_err(|_| (line, format!("bad hex number `{}`", &self.src[start..self.pos])))?;
+            let v = i64::from_str_radix(&self.src[digits + 2..self.pos], 16).map_err(|_| {
+                (
+                    line,
+                    format!("bad hex number `{}`", &self.src[start..self.pos]),
+                )
+            })?;
             return Ok(Tok::Int(if neg { -v } else { v }));
         }
         let mut float = false;
@@ -217,6 +225,9 @@ mod tests {
         let mut l = Lexer::new("\n/* open");
         assert_eq!(l.next_token().unwrap_err().0, 2);
         let mut l = Lexer::new("\n\n\n  @");
-        assert_eq!(l.next_token().unwrap_err(), (4, "unexpected character `@`".to_string()));
+        assert_eq!(
+            l.next_token().unwrap_err(),
+            (4, "unexpected character `@`".to_string())
+        );
     }
 }

@@ -36,7 +36,12 @@ pub struct IdlLimits {
 
 impl Default for IdlLimits {
     fn default() -> Self {
-        Self { max_files: 64, max_total_bytes: 4 << 20, max_includes: 256, max_definitions: 20_000 }
+        Self {
+            max_files: 64,
+            max_total_bytes: 4 << 20,
+            max_includes: 256,
+            max_definitions: 20_000,
+        }
     }
 }
 
@@ -150,8 +155,17 @@ pub struct StructDef {
 
 impl StructDef {
     pub(crate) fn new(name: String, kind: StructKind, fields: Vec<Field>) -> Self {
-        let by_name = fields.iter().enumerate().map(|(i, f)| (f.name.clone(), i)).collect();
-        Self { name, kind, fields, by_name }
+        let by_name = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), i))
+            .collect();
+        Self {
+            name,
+            kind,
+            fields,
+            by_name,
+        }
     }
 
     pub(crate) fn set_fields(&mut self, fields: Vec<Field>) {
@@ -184,7 +198,10 @@ impl EnumDef {
     }
 
     pub fn name_of(&self, value: i32) -> Option<&str> {
-        self.values.iter().find(|(_, v)| *v == value).map(|(n, _)| n.as_str())
+        self.values
+            .iter()
+            .find(|(_, v)| *v == value)
+            .map(|(n, _)| n.as_str())
     }
 }
 
@@ -261,7 +278,10 @@ impl Idl {
 
     /// A struct, union or exception by qualified name (`file.Name`); a scan, for tests and tools.
     pub fn find_struct(&self, name: &str) -> Option<StructId> {
-        self.structs.iter().position(|s| s.name == name).map(|i| StructId(i as u32))
+        self.structs
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| StructId(i as u32))
     }
 }
 

@@ -37,7 +37,10 @@ pub(super) enum DefKind {
     Typedef(TypeRef),
     Enum(Vec<(String, Option<i64>, u32)>),
     Struct(StructKw, Vec<FieldAst>),
-    Service { extends: Option<(String, u32)>, functions: Vec<FunctionAst> },
+    Service {
+        extends: Option<(String, u32)>,
+        functions: Vec<FunctionAst>,
+    },
     Const,
 }
 
@@ -81,7 +84,10 @@ pub(super) struct FunctionAst {
 pub(super) type ParseError = (u32, String);
 
 pub(super) fn parse(src: &str) -> Result<Document, ParseError> {
-    let mut p = Parser { lex: Lexer::new(src), peeked: None };
+    let mut p = Parser {
+        lex: Lexer::new(src),
+        peeked: None,
+    };
     p.document()
 }
 
@@ -110,7 +116,10 @@ impl<'s> Parser<'s> {
     fn expect_punct(&mut self, c: u8) -> Result<u32, ParseError> {
         match self.next()? {
             (Tok::Punct(p), line) if p == c => Ok(line),
-            (t, line) => Err((line, format!("expected `{}`, found {}", c as char, t.describe()))),
+            (t, line) => Err((
+                line,
+                format!("expected `{}`, found {}", c as char, t.describe()),
+            )),
         }
     }
 
@@ -167,14 +176,20 @@ impl<'s> Parser<'s> {
     }
 
     fn document(&mut self) -> Result<Document, ParseError> {
-        let mut doc = Document { includes: Vec::new(), defs: Vec::new() };
+        let mut doc = Document {
+            includes: Vec::new(),
+            defs: Vec::new(),
+        };
         loop {
             let (tok, line) = self.next()?;
             let word = match tok {
                 Tok::Eof => return Ok(doc),
                 Tok::Ident(w) => w,
                 other => {
-                    return Err((line, format!("expected a definition, found {}", other.describe())))
+                    return Err((
+                        line,
+                        format!("expected a definition, found {}", other.describe()),
+                    ))
                 }
             };
             match word {
@@ -198,20 +213,32 @@ impl<'s> Parser<'s> {
                     self.expect_punct(b'=')?;
                     self.const_value(0)?;
                     self.list_separator()?;
-                    doc.defs.push(Def { name: name.to_string(), line, kind: DefKind::Const });
+                    doc.defs.push(Def {
+                        name: name.to_string(),
+                        line,
+                        kind: DefKind::Const,
+                    });
                 }
                 "typedef" => {
                     let ty = self.field_type(0)?;
                     let (name, _) = self.ident("a typedef name")?;
                     self.annotations()?;
                     self.list_separator()?;
-                    doc.defs.push(Def { name: name.to_string(), line, kind: DefKind::Typedef(ty) });
+                    doc.defs.push(Def {
+                        name: name.to_string(),
+                        line,
+                        kind: DefKind::Typedef(ty),
+                    });
                 }
                 "enum" => {
                     let (name, _) = self.ident("an enum name")?;
                     let values = self.enum_body()?;
                     self.annotations()?;
-                    doc.defs.push(Def { name: name.to_string(), line, kind: DefKind::Enum(values) });
+                    doc.defs.push(Def {
+                        name: name.to_string(),
+                        line,
+                        kind: DefKind::Enum(values),
+                    });
                 }
                 "struct" | "union" | "exception" => {
                     let kw = match word {
@@ -224,7 +251,11 @@ impl<'s> Parser<'s> {
                     self.expect_punct(b'{')?;
                     let fields = self.fields(b'}')?;
                     self.annotations()?;
-                    doc.defs.push(Def { name: name.to_string(), line, kind: DefKind::Struct(kw, fields) });
+                    doc.defs.push(Def {
+                        name: name.to_string(),
+                        line,
+                        kind: DefKind::Struct(kw, fields),
+                    });
                 }
                 "service" => {
                     let (name, _) = self.ident("a service name")?;
@@ -260,7 +291,9 @@ impl<'s> Parser<'s> {
             let value = if self.eat_punct(b'=')? {
                 match self.next()? {
                     (Tok::Int(v), _) => Some(v),
-                    (t, l) => return Err((l, format!("expected an integer, found {}", t.describe()))),
+                    (t, l) => {
+                        return Err((l, format!("expected an integer, found {}", t.describe())))
+                    }
                 }
             } else {
                 None
@@ -304,7 +337,13 @@ impl<'s> Parser<'s> {
             }
             self.annotations()?;
             self.list_separator()?;
-            fields.push(FieldAst { id, name: name.to_string(), ty, req, line });
+            fields.push(FieldAst {
+                id,
+                name: name.to_string(),
+                ty,
+                req,
+                line,
+            });
         }
         Ok(fields)
     }
@@ -329,7 +368,14 @@ impl<'s> Parser<'s> {
         };
         self.annotations()?;
         self.list_separator()?;
-        Ok(FunctionAst { name: name.to_string(), line, oneway, ret, args, throws })
+        Ok(FunctionAst {
+            name: name.to_string(),
+            line,
+            oneway,
+            ret,
+            args,
+            throws,
+        })
     }
 
     fn field_type(&mut self, depth: usize) -> Result<TypeRef, ParseError> {
@@ -406,7 +452,10 @@ impl<'s> Parser<'s> {
                 }
                 Ok(())
             }
-            other => Err((line, format!("expected a constant value, found {}", other.describe()))),
+            other => Err((
+                line,
+                format!("expected a constant value, found {}", other.describe()),
+            )),
         }
     }
 }
@@ -437,26 +486,59 @@ mod tests {
         let doc = parse(src).unwrap();
         assert_eq!(doc.includes, vec![("shared.thrift".to_string(), 2)]);
         let names: Vec<_> = doc.defs.iter().map(|d| (d.name.as_str(), d.line)).collect();
-        assert_eq!(names, [("MAX", 6), ("M", 7), ("Names", 8), ("Color", 9), ("Point", 10), ("U", 11), ("Oops", 12), ("S", 13)]);
-        let DefKind::Struct(StructKw::Struct, fields) = &doc.defs[4].kind else { panic!() };
+        assert_eq!(
+            names,
+            [
+                ("MAX", 6),
+                ("M", 7),
+                ("Names", 8),
+                ("Color", 9),
+                ("Point", 10),
+                ("U", 11),
+                ("Oops", 12),
+                ("S", 13)
+            ]
+        );
+        let DefKind::Struct(StructKw::Struct, fields) = &doc.defs[4].kind else {
+            panic!()
+        };
         assert_eq!(fields.iter().map(|f| f.id).collect::<Vec<_>>(), [1, 2, -1]);
         assert_eq!(fields[0].req, Requiredness::Required);
         assert_eq!(fields[1].req, Requiredness::Optional);
-        let DefKind::Service { extends, functions } = &doc.defs[7].kind else { panic!() };
+        let DefKind::Service { extends, functions } = &doc.defs[7].kind else {
+            panic!()
+        };
         assert_eq!(extends.as_ref().unwrap().0, "shared.Base");
         assert!(functions[0].oneway && functions[0].ret.is_none());
-        assert_eq!(functions[1].ret, Some(TypeRef::List(Box::new(TypeRef::Named("Point".into(), 15)))));
+        assert_eq!(
+            functions[1].ret,
+            Some(TypeRef::List(Box::new(TypeRef::Named("Point".into(), 15))))
+        );
         assert_eq!(functions[1].throws.len(), 1);
-        let DefKind::Enum(values) = &doc.defs[3].kind else { panic!() };
-        assert_eq!(values.iter().map(|v| v.1).collect::<Vec<_>>(), [None, Some(5), None]);
+        let DefKind::Enum(values) = &doc.defs[3].kind else {
+            panic!()
+        };
+        assert_eq!(
+            values.iter().map(|v| v.1).collect::<Vec<_>>(),
+            [None, Some(5), None]
+        );
     }
 
     #[test]
     fn errors_name_the_line() {
-        assert_eq!(parse("struct A {\n 1: i32 x\n 2 i32 y }").unwrap_err(), (3, "expected `:`, found `i32`".to_string()));
+        assert_eq!(
+            parse("struct A {\n 1: i32 x\n 2 i32 y }").unwrap_err(),
+            (3, "expected `:`, found `i32`".to_string())
+        );
         assert_eq!(parse("\n\nfoo").unwrap_err().0, 3);
-        assert_eq!(parse("struct A { 1: i32 }").unwrap_err(), (1, "expected a field name, found `}`".to_string()));
-        assert_eq!(parse("struct A { 70000: i32 x }").unwrap_err().1, "field id 70000 out of range");
+        assert_eq!(
+            parse("struct A { 1: i32 }").unwrap_err(),
+            (1, "expected a field name, found `}`".to_string())
+        );
+        assert_eq!(
+            parse("struct A { 70000: i32 x }").unwrap_err().1,
+            "field id 70000 out of range"
+        );
         let deep = format!("typedef {}i32{} T", "list<".repeat(70), ">".repeat(70));
         assert!(parse(&deep).unwrap_err().1.contains("nested deeper"));
         let deep = format!("const list<i32> C = {}{}", "[".repeat(70), "]".repeat(70));

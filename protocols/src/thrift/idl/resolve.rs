@@ -33,7 +33,11 @@ struct FileCtx {
 }
 
 fn err(file: &str, line: u32, message: impl Into<String>) -> IdlError {
-    IdlError { file: file.to_string(), line, message: message.into() }
+    IdlError {
+        file: file.to_string(),
+        line,
+        message: message.into(),
+    }
 }
 
 fn stem(name: &str) -> String {
@@ -60,24 +64,48 @@ fn join(from: &str, rel: &str) -> String {
 /// Finds an included file among the uploaded ones: relative to the including file, then as
 /// written, then by a base name that only one uploaded file has.
 fn find_include(names: &HashMap<&str, usize>, from: &str, path: &str) -> Option<usize> {
-    if let Some(&i) = names.get(join(from, path).as_str()).or_else(|| names.get(path)) {
+    if let Some(&i) = names
+        .get(join(from, path).as_str())
+        .or_else(|| names.get(path))
+    {
         return Some(i);
     }
     let base = path.rsplit('/').next().unwrap_or(path);
-    let mut found = names.iter().filter(|(n, _)| n.rsplit('/').next() == Some(base));
+    let mut found = names
+        .iter()
+        .filter(|(n, _)| n.rsplit('/').next() == Some(base));
     match (found.next(), found.next()) {
         (Some((_, &i)), None) => Some(i),
         _ => None,
     }
 }
 
-pub(super) fn build(files: &[(String, String)], main: &str, limits: &IdlLimits) -> Result<Idl, IdlError> {
+pub(super) fn build(
+    files: &[(String, String)],
+    main: &str,
+    limits: &IdlLimits,
+) -> Result<Idl, IdlError> {
     if files.len() > limits.max_files {
-        return Err(err(main, 0, format!("{} files, more than the limit of {}", files.len(), limits.max_files)));
+        return Err(err(
+            main,
+            0,
+            format!(
+                "{} files, more than the limit of {}",
+                files.len(),
+                limits.max_files
+            ),
+        ));
     }
     let total: usize = files.iter().map(|(_, t)| t.len()).sum();
     if total > limits.max_total_bytes {
-        return Err(err(main, 0, format!("{total} bytes of IDL, more than the limit of {}", limits.max_total_bytes)));
+        return Err(err(
+            main,
+            0,
+            format!(
+                "{total} bytes of IDL, more than the limit of {}",
+                limits.max_total_bytes
+            ),
+        ));
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, (name, _)) in files.iter().enumerate() {
@@ -85,7 +113,9 @@ pub(super) fn build(files: &[(String, String)], main: &str, limits: &IdlLimits) 
             return Err(err(name, 0, "file uploaded twice"));
         }
     }
-    let main_idx = *names.get(main).ok_or_else(|| err(main, 0, "main file is not among the uploaded files"))?;
+    let main_idx = *names
+        .get(main)
+        .ok_or_else(|| err(main, 0, "main file is not among the uploaded files"))?;
 
     let mut ctx: Vec<FileCtx> = Vec::with_capacity(files.len());
     let (mut includes, mut defs) = (0usize, 0usize);
@@ -94,12 +124,29 @@ pub(super) fn build(files: &[(String, String)], main: &str, limits: &IdlLimits) 
         includes += doc.includes.len();
         defs += doc.defs.len();
         if includes > limits.max_includes {
-            return Err(err(name, 0, format!("more than {} includes in the set", limits.max_includes)));
+            return Err(err(
+                name,
+                0,
+                format!("more than {} includes in the set", limits.max_includes),
+            ));
         }
         if defs > limits.max_definitions {
-            return Err(err(name, 0, format!("more than {} definitions in the set", limits.max_definitions)));
+            return Err(err(
+                name,
+                0,
+                format!(
+                    "more than {} definitions in the set",
+                    limits.max_definitions
+                ),
+            ));
         }
-        ctx.push(FileCtx { name: name.clone(), stem: stem(name), doc, includes: HashMap::new(), symbols: HashMap::new() });
+        ctx.push(FileCtx {
+            name: name.clone(),
+            stem: stem(name),
+            doc,
+            includes: HashMap::new(),
+            symbols: HashMap::new(),
+        });
     }
 
     // Includes, then symbols (ids for every struct/enum/service, enums numbered).
@@ -109,8 +156,13 @@ pub(super) fn build(files: &[(String, String)], main: &str, limits: &IdlLimits) 
     for f in 0..ctx.len() {
         let mut incs = HashMap::new();
         for (path, line) in &ctx[f].doc.includes {
-            let i = find_include(&names, &ctx[f].name, path)
-                .ok_or_else(|| err(&ctx[f].name, *line, format!("included file \"{path}\" was not uploaded")))?;
+            let i = find_include(&names, &ctx[f].name, path).ok_or_else(|| {
+                err(
+                    &ctx[f].name,
+                    *line,
+                    format!("included file \"{path}\" was not uploaded"),
+                )
+            })?;
             incs.insert(ctx[i].stem.clone(), i);
         }
         let mut symbols = HashMap::new();
@@ -129,7 +181,10 @@ pub(super) fn build(files: &[(String, String)], main: &str, limits: &IdlLimits) 
                     Sym::Struct(StructId(structs.len() as u32 - 1))
                 }
                 DefKind::Enum(values) => {
-                    enums.push(EnumDef { name: qualified, values: number_enum(&ctx[f].name, values)? });
+                    enums.push(EnumDef {
+                        name: qualified,
+                        values: number_enum(&ctx[f].name, values)?,
+                    });
                     Sym::Enum(EnumId(enums.len() as u32 - 1))
                 }
                 DefKind::Service { .. } => {
@@ -138,7 +193,11 @@ pub(super) fn build(files: &[(String, String)], main: &str, limits: &IdlLimits) 
                 }
             };
             if symbols.insert(def.name.clone(), sym).is_some() {
-                return Err(err(&ctx[f].name, def.line, format!("`{}` is defined twice", def.name)));
+                return Err(err(
+                    &ctx[f].name,
+                    def.line,
+                    format!("`{}` is defined twice", def.name),
+                ));
             }
         }
         ctx[f].includes = incs;
@@ -150,7 +209,9 @@ pub(super) fn build(files: &[(String, String)], main: &str, limits: &IdlLimits) 
     for (f, file) in ctx.iter().enumerate() {
         for def in &file.doc.defs {
             if let DefKind::Struct(_, fields) = &def.kind {
-                let Some(Sym::Struct(id)) = file.symbols.get(&def.name) else { continue };
+                let Some(Sym::Struct(id)) = file.symbols.get(&def.name) else {
+                    continue;
+                };
                 structs[id.0 as usize].set_fields(r.fields(f, fields)?);
             }
         }
@@ -164,7 +225,9 @@ pub(super) fn build(files: &[(String, String)], main: &str, limits: &IdlLimits) 
     }
     let mut plain_count: HashMap<&str, usize> = HashMap::new();
     for &(f, d) in &service_defs {
-        *plain_count.entry(ctx[f].doc.defs[d].name.as_str()).or_default() += 1;
+        *plain_count
+            .entry(ctx[f].doc.defs[d].name.as_str())
+            .or_default() += 1;
     }
     let mut service_names = HashMap::new();
     for (s, &(f, d)) in service_defs.iter().enumerate() {
@@ -174,19 +237,35 @@ pub(super) fn build(files: &[(String, String)], main: &str, limits: &IdlLimits) 
             service_names.insert(plain.to_string(), s);
         }
         service_names.entry(qualified.clone()).or_insert(s);
-        services.push(Service { name: qualified, methods: done[s].take().unwrap_or_default() });
+        services.push(Service {
+            name: qualified,
+            methods: done[s].take().unwrap_or_default(),
+        });
     }
-    Ok(Idl { structs, enums, services, service_names })
+    Ok(Idl {
+        structs,
+        enums,
+        services,
+        service_names,
+    })
 }
 
-fn number_enum(file: &str, values: &[(String, Option<i64>, u32)]) -> Result<Vec<(String, i32)>, IdlError> {
+fn number_enum(
+    file: &str,
+    values: &[(String, Option<i64>, u32)],
+) -> Result<Vec<(String, i32)>, IdlError> {
     let mut out: Vec<(String, i32)> = Vec::with_capacity(values.len());
     let mut next: i64 = 0;
     for (name, explicit, line) in values {
         let v = explicit.unwrap_or(next);
-        let v32 = i32::try_from(v).map_err(|_| err(file, *line, format!("enum value {v} out of i32 range")))?;
+        let v32 = i32::try_from(v)
+            .map_err(|_| err(file, *line, format!("enum value {v} out of i32 range")))?;
         if out.iter().any(|(n, _)| n == name) {
-            return Err(err(file, *line, format!("enum value `{name}` is defined twice")));
+            return Err(err(
+                file,
+                *line,
+                format!("enum value `{name}` is defined twice"),
+            ));
         }
         out.push((name.clone(), v32));
         next = v + 1;
@@ -222,7 +301,10 @@ impl Resolver<'_> {
             TypeRef::Binary => Ty::Binary,
             TypeRef::List(e) => Ty::List(Box::new(self.ty(f, e, chain)?)),
             TypeRef::Set(e) => Ty::Set(Box::new(self.ty(f, e, chain)?)),
-            TypeRef::Map(k, v) => Ty::Map(Box::new(self.ty(f, k, chain)?), Box::new(self.ty(f, v, chain)?)),
+            TypeRef::Map(k, v) => Ty::Map(
+                Box::new(self.ty(f, k, chain)?),
+                Box::new(self.ty(f, v, chain)?),
+            ),
             TypeRef::Named(name, line) => {
                 let file = &self.ctx[f].name;
                 match self.lookup(f, name) {
@@ -231,7 +313,13 @@ impl Resolver<'_> {
                     Some((_, Sym::Enum(id))) => Ty::Enum(id),
                     Some((tf, Sym::Typedef(d))) => {
                         if chain >= MAX_CHAIN {
-                            return Err(err(file, *line, format!("typedef `{name}` is cyclic or chained deeper than {MAX_CHAIN}")));
+                            return Err(err(
+                                file,
+                                *line,
+                                format!(
+                                    "typedef `{name}` is cyclic or chained deeper than {MAX_CHAIN}"
+                                ),
+                            ));
                         }
                         let DefKind::Typedef(target) = &self.ctx[tf].doc.defs[d].kind else {
                             return Err(err(file, *line, format!("`{name}` is not a type")));
@@ -251,12 +339,25 @@ impl Resolver<'_> {
         for a in asts {
             let file = &self.ctx[f].name;
             if out.iter().any(|o| o.id == a.id) {
-                return Err(err(file, a.line, format!("field id {} is used twice", a.id)));
+                return Err(err(
+                    file,
+                    a.line,
+                    format!("field id {} is used twice", a.id),
+                ));
             }
             if out.iter().any(|o| o.name == a.name) {
-                return Err(err(file, a.line, format!("field `{}` is defined twice", a.name)));
+                return Err(err(
+                    file,
+                    a.line,
+                    format!("field `{}` is defined twice", a.name),
+                ));
             }
-            out.push(Field { id: a.id, name: a.name.clone(), ty: self.ty(f, &a.ty, 0)?, req: a.req });
+            out.push(Field {
+                id: a.id,
+                name: a.name.clone(),
+                ty: self.ty(f, &a.ty, 0)?,
+                req: a.req,
+            });
         }
         Ok(out)
     }
@@ -276,9 +377,15 @@ impl Resolver<'_> {
         let (f, d) = defs[s];
         let file = &self.ctx[f];
         let def = &file.doc.defs[d];
-        let DefKind::Service { extends, functions } = &def.kind else { return Ok(()) };
+        let DefKind::Service { extends, functions } = &def.kind else {
+            return Ok(());
+        };
         if chain >= MAX_CHAIN {
-            return Err(err(&file.name, def.line, "`extends` is cyclic or chained too deep"));
+            return Err(err(
+                &file.name,
+                def.line,
+                "`extends` is cyclic or chained too deep",
+            ));
         }
         let mut methods = HashMap::new();
         if let Some((base, line)) = extends {
@@ -294,37 +401,75 @@ impl Resolver<'_> {
         let mut own: Vec<&str> = Vec::new();
         for func in functions {
             if own.contains(&func.name.as_str()) {
-                return Err(err(&file.name, func.line, format!("method `{}` is defined twice", func.name)));
+                return Err(err(
+                    &file.name,
+                    func.line,
+                    format!("method `{}` is defined twice", func.name),
+                ));
             }
             own.push(&func.name);
             if func.oneway && (func.ret.is_some() || !func.throws.is_empty()) {
-                return Err(err(&file.name, func.line, format!("oneway method `{}` must be void without throws", func.name)));
+                return Err(err(
+                    &file.name,
+                    func.line,
+                    format!("oneway method `{}` must be void without throws", func.name),
+                ));
             }
             let args = self.fields(f, &func.args)?;
             let mut result = Vec::new();
             let returns = match &func.ret {
                 Some(t) => {
                     let ty = self.ty(f, t, 0)?;
-                    result.push(Field { id: 0, name: "success".into(), ty: ty.clone(), req: Requiredness::Optional });
+                    result.push(Field {
+                        id: 0,
+                        name: "success".into(),
+                        ty: ty.clone(),
+                        req: Requiredness::Optional,
+                    });
                     Some(ty)
                 }
                 None => None,
             };
             for ex in self.fields(f, &func.throws)? {
-                let is_exception =
-                    matches!(ex.ty, Ty::Struct(id) if structs[id.0 as usize].kind == StructKind::Exception);
-                let line = func.throws.iter().find(|a| a.id == ex.id).map_or(func.line, |a| a.line);
+                let is_exception = matches!(ex.ty, Ty::Struct(id) if structs[id.0 as usize].kind == StructKind::Exception);
+                let line = func
+                    .throws
+                    .iter()
+                    .find(|a| a.id == ex.id)
+                    .map_or(func.line, |a| a.line);
                 if !is_exception {
-                    return Err(err(&file.name, line, format!("`{}` in throws is not an exception", ex.name)));
+                    return Err(err(
+                        &file.name,
+                        line,
+                        format!("`{}` in throws is not an exception", ex.name),
+                    ));
                 }
                 if ex.id == 0 || result.iter().any(|r: &Field| r.name == ex.name) {
-                    return Err(err(&file.name, line, format!("throws field `{}` needs a non-zero id and a name other than `success`", ex.name)));
+                    return Err(err(
+                        &file.name,
+                        line,
+                        format!(
+                            "throws field `{}` needs a non-zero id and a name other than `success`",
+                            ex.name
+                        ),
+                    ));
                 }
-                result.push(Field { req: Requiredness::Optional, ..ex });
+                result.push(Field {
+                    req: Requiredness::Optional,
+                    ..ex
+                });
             }
-            structs.push(StructDef::new(format!("{qualified}.{}_args", func.name), StructKind::Args, args));
+            structs.push(StructDef::new(
+                format!("{qualified}.{}_args", func.name),
+                StructKind::Args,
+                args,
+            ));
             let args_id = StructId(structs.len() as u32 - 1);
-            structs.push(StructDef::new(format!("{qualified}.{}_result", func.name), StructKind::Result, result));
+            structs.push(StructDef::new(
+                format!("{qualified}.{}_result", func.name),
+                StructKind::Result,
+                result,
+            ));
             let result_id = StructId(structs.len() as u32 - 1);
             methods.insert(
                 func.name.clone(),

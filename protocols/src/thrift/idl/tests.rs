@@ -4,7 +4,9 @@
 use super::*;
 
 fn files(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect()
+    list.iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect()
 }
 
 const SHARED: &str = r#"
@@ -30,8 +32,15 @@ service Users extends shared.Base {
 "#;
 
 fn build_ok() -> Arc<Idl> {
-    Idl::build(&files(&[("api/main.thrift", MAIN), ("api/common/shared.thrift", SHARED)]), "api/main.thrift", &IdlLimits::default())
-        .unwrap()
+    Idl::build(
+        &files(&[
+            ("api/main.thrift", MAIN),
+            ("api/common/shared.thrift", SHARED),
+        ]),
+        "api/main.thrift",
+        &IdlLimits::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -48,29 +57,47 @@ fn resolves_includes_typedefs_enums_and_inheritance() {
     let args = idl.struct_def(get.args);
     assert_eq!(args.kind, StructKind::Args);
     assert_eq!(args.fields[0].ty, Ty::I64);
-    let Some(Ty::Struct(user)) = &get.returns else { panic!("{:?}", get.returns) };
+    let Some(Ty::Struct(user)) = &get.returns else {
+        panic!("{:?}", get.returns)
+    };
     let user = idl.struct_def(*user);
     assert_eq!(user.name, "main.User");
     let (_, level) = user.field_by_name("level").unwrap();
     let Ty::Enum(level) = level.ty else { panic!() };
-    assert_eq!(idl.enum_def(level).values, vec![("LOW".into(), 0), ("MID".into(), 10), ("HIGH".into(), 11)]);
+    assert_eq!(
+        idl.enum_def(level).values,
+        vec![("LOW".into(), 0), ("MID".into(), 10), ("HIGH".into(), 11)]
+    );
     let (_, owners) = user.field_by_id(3).unwrap();
     let Ty::Map(k, v) = &owners.ty else { panic!() };
     assert_eq!(**k, Ty::String);
     assert!(matches!(**v, Ty::Struct(id) if idl.struct_def(id).name == "shared.Owner"));
 
     let result = idl.struct_def(get.result);
-    assert_eq!(result.fields.iter().map(|f| (f.id, f.name.as_str())).collect::<Vec<_>>(), [(0, "success"), (1, "nf")]);
+    assert_eq!(
+        result
+            .fields
+            .iter()
+            .map(|f| (f.id, f.name.as_str()))
+            .collect::<Vec<_>>(),
+        [(0, "success"), (1, "nf")]
+    );
 
     let touch = svc.method("touch").unwrap();
     assert!(touch.oneway);
-    assert_eq!(idl.struct_def(touch.args).fields[0].ty, Ty::List(Box::new(Ty::I64)));
+    assert_eq!(
+        idl.struct_def(touch.args).fields[0].ty,
+        Ty::List(Box::new(Ty::I64))
+    );
     assert!(svc.method("nothing").unwrap().returns.is_none());
     // Inherited from shared.Base.
     let ping = svc.method("ping").unwrap();
     assert_eq!(ping.declared_in, "shared.Base");
     assert_eq!(svc.methods().count(), 4);
-    assert_eq!(idl.struct_def(idl.find_struct("main.Choice").unwrap()).kind, StructKind::Union);
+    assert_eq!(
+        idl.struct_def(idl.find_struct("main.Choice").unwrap()).kind,
+        StructKind::Union
+    );
 }
 
 fn build_err(list: &[(&str, &str)]) -> IdlError {
@@ -80,13 +107,26 @@ fn build_err(list: &[(&str, &str)]) -> IdlError {
 #[test]
 fn errors_name_file_line_and_problem() {
     let e = build_err(&[("a.thrift", "struct A {\n  1: i32 x\n  2: Missing y\n}")]);
-    assert_eq!(e, IdlError { file: "a.thrift".into(), line: 3, message: "unknown type `Missing`".into() });
+    assert_eq!(
+        e,
+        IdlError {
+            file: "a.thrift".into(),
+            line: 3,
+            message: "unknown type `Missing`".into()
+        }
+    );
     assert_eq!(e.to_string(), "a.thrift:3: unknown type `Missing`");
 
     let e = build_err(&[("a.thrift", "\ninclude \"nope.thrift\"\n")]);
-    assert_eq!((e.line, e.message.as_str()), (2, "included file \"nope.thrift\" was not uploaded"));
+    assert_eq!(
+        (e.line, e.message.as_str()),
+        (2, "included file \"nope.thrift\" was not uploaded")
+    );
 
-    let e = build_err(&[("a.thrift", "include \"b.thrift\""), ("b.thrift", "struct B {\n 1: i32 x,\n 1: i32 y }")]);
+    let e = build_err(&[
+        ("a.thrift", "include \"b.thrift\""),
+        ("b.thrift", "struct B {\n 1: i32 x,\n 1: i32 y }"),
+    ]);
     assert_eq!((e.file.as_str(), e.line), ("b.thrift", 3));
     assert!(e.message.contains("used twice"));
 
@@ -96,8 +136,14 @@ fn errors_name_file_line_and_problem() {
     let e = build_err(&[("a.thrift", "service A extends B {}\nservice B extends A {}")]);
     assert!(e.message.contains("cyclic"), "{e}");
 
-    let e = build_err(&[("a.thrift", "struct S {}\nservice A {\n void f() throws (1: S s)\n}")]);
-    assert_eq!((e.line, e.message.as_str()), (3, "`s` in throws is not an exception"));
+    let e = build_err(&[(
+        "a.thrift",
+        "struct S {}\nservice A {\n void f() throws (1: S s)\n}",
+    )]);
+    assert_eq!(
+        (e.line, e.message.as_str()),
+        (3, "`s` in throws is not an exception")
+    );
 
     let e = build_err(&[("a.thrift", "service A {\n oneway i32 f()\n}")]);
     assert_eq!(e.line, 2);
@@ -117,23 +163,53 @@ fn errors_name_file_line_and_problem() {
 
 #[test]
 fn caps_are_enforced() {
-    let list = files(&[("a.thrift", "include \"b.thrift\"\ninclude \"b.thrift\""), ("b.thrift", "")]);
-    let tight = IdlLimits { max_includes: 1, ..IdlLimits::default() };
-    assert!(Idl::build(&list, "a.thrift", &tight).unwrap_err().message.contains("includes"));
-    let tight = IdlLimits { max_files: 1, ..IdlLimits::default() };
-    assert!(Idl::build(&list, "a.thrift", &tight).unwrap_err().message.contains("files"));
-    let tight = IdlLimits { max_total_bytes: 10, ..IdlLimits::default() };
-    assert!(Idl::build(&list, "a.thrift", &tight).unwrap_err().message.contains("bytes"));
-    let tight = IdlLimits { max_definitions: 1, ..IdlLimits::default() };
+    let list = files(&[
+        ("a.thrift", "include \"b.thrift\"\ninclude \"b.thrift\""),
+        ("b.thrift", ""),
+    ]);
+    let tight = IdlLimits {
+        max_includes: 1,
+        ..IdlLimits::default()
+    };
+    assert!(Idl::build(&list, "a.thrift", &tight)
+        .unwrap_err()
+        .message
+        .contains("includes"));
+    let tight = IdlLimits {
+        max_files: 1,
+        ..IdlLimits::default()
+    };
+    assert!(Idl::build(&list, "a.thrift", &tight)
+        .unwrap_err()
+        .message
+        .contains("files"));
+    let tight = IdlLimits {
+        max_total_bytes: 10,
+        ..IdlLimits::default()
+    };
+    assert!(Idl::build(&list, "a.thrift", &tight)
+        .unwrap_err()
+        .message
+        .contains("bytes"));
+    let tight = IdlLimits {
+        max_definitions: 1,
+        ..IdlLimits::default()
+    };
     let list = files(&[("a.thrift", "struct A {}\nstruct B {}")]);
-    assert!(Idl::build(&list, "a.thrift", &tight).unwrap_err().message.contains("definitions"));
+    assert!(Idl::build(&list, "a.thrift", &tight)
+        .unwrap_err()
+        .message
+        .contains("definitions"));
     assert!(Idl::build(&list, "zzz.thrift", &IdlLimits::default()).is_err());
 }
 
 #[test]
 fn includes_resolve_relative_then_by_unique_base_name() {
     let list = files(&[
-        ("x/a.thrift", "include \"../y/b.thrift\"\nstruct A { 1: b.B b }"),
+        (
+            "x/a.thrift",
+            "include \"../y/b.thrift\"\nstruct A { 1: b.B b }",
+        ),
         ("y/b.thrift", "include \"c.thrift\"\nstruct B { 1: c.C c }"),
         ("elsewhere/c.thrift", "struct C {}"),
     ]);
@@ -143,7 +219,10 @@ fn includes_resolve_relative_then_by_unique_base_name() {
 
 #[test]
 fn services_with_the_same_name_need_qualification() {
-    let list = files(&[("a.thrift", "include \"b.thrift\"\nservice S {}"), ("b.thrift", "service S {}\nservice T {}")]);
+    let list = files(&[
+        ("a.thrift", "include \"b.thrift\"\nservice S {}"),
+        ("b.thrift", "service S {}\nservice T {}"),
+    ]);
     let idl = Idl::build(&list, "a.thrift", &IdlLimits::default()).unwrap();
     assert_eq!(idl.service("S").unwrap().name, "a.S");
     assert_eq!(idl.service("b.S").unwrap().name, "b.S");
