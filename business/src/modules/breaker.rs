@@ -78,7 +78,10 @@ impl BreakerPolicy {
             ));
         }
         if cfg.window_ms < BUCKETS as u64 {
-            return Err(ConfigError::new("window_ms", format!("must be at least {BUCKETS}")));
+            return Err(ConfigError::new(
+                "window_ms",
+                format!("must be at least {BUCKETS}"),
+            ));
         }
         if cfg.open_ms == 0 {
             return Err(ConfigError::new("open_ms", "must be at least 1"));
@@ -200,7 +203,9 @@ impl Breaker {
             .window
             .iter()
             .filter(|b| b.epoch + BUCKETS as u64 > epoch && b.epoch <= epoch)
-            .fold((0u64, 0u64), |(t, f), b| (t + u64::from(b.total), f + u64::from(b.failures)));
+            .fold((0u64, 0u64), |(t, f), b| {
+                (t + u64::from(b.total), f + u64::from(b.failures))
+            });
         total >= u64::from(p.min_requests) && failures as f64 >= p.failure_rate * total as f64
     }
 

@@ -165,7 +165,10 @@ fn parse_forwarded_entry(entry: &[u8]) -> Option<IpAddr> {
         if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
             return None;
         }
-        return inside.parse::<std::net::Ipv6Addr>().ok().map(|v6| IpAddr::V6(v6).to_canonical());
+        return inside
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|v6| IpAddr::V6(v6).to_canonical());
     }
     // `v4:port` (a bare v6 address has several colons and parsed above, or is malformed)
     let (host, port) = text.split_once(':')?;

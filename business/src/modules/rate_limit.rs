@@ -130,7 +130,9 @@ impl Default for RateLimitConfig {
 pub enum RateDecision {
     Allow,
     /// Answer 429 with `Retry-After: retry_after_secs` (at least 1).
-    Limited { retry_after_secs: u64 },
+    Limited {
+        retry_after_secs: u64,
+    },
 }
 
 #[repr(align(64))]
@@ -181,12 +183,21 @@ impl RateLimiter {
         Self::build(cfg, Some(prev))
     }
 
-    fn build(cfg: &RateLimitConfig, prev: Option<&RateLimiter>) -> Result<RateLimiter, ConfigError> {
+    fn build(
+        cfg: &RateLimitConfig,
+        prev: Option<&RateLimiter>,
+    ) -> Result<RateLimiter, ConfigError> {
         if !(cfg.rate.is_finite() && cfg.rate > 0.0 && cfg.rate <= MAX_RATE) {
-            return Err(ConfigError::new("rate", format!("must be > 0 and <= {MAX_RATE}")));
+            return Err(ConfigError::new(
+                "rate",
+                format!("must be > 0 and <= {MAX_RATE}"),
+            ));
         }
         if cfg.burst == 0 || cfg.burst > MAX_BURST {
-            return Err(ConfigError::new("burst", format!("must be 1..={MAX_BURST}")));
+            return Err(ConfigError::new(
+                "burst",
+                format!("must be 1..={MAX_BURST}"),
+            ));
         }
         if !(MIN_TABLE_SLOTS..=MAX_TABLE_SLOTS).contains(&cfg.table_slots) {
             return Err(ConfigError::new(
@@ -199,9 +210,17 @@ impl RateLimiter {
                 Some(h.into())
             }
             (KeyKind::Header, _) => {
-                return Err(ConfigError::new("header", "a header name is required when key = \"header\""))
+                return Err(ConfigError::new(
+                    "header",
+                    "a header name is required when key = \"header\"",
+                ))
             }
-            (_, Some(_)) => return Err(ConfigError::new("header", "only used when key = \"header\"")),
+            (_, Some(_)) => {
+                return Err(ConfigError::new(
+                    "header",
+                    "only used when key = \"header\"",
+                ))
+            }
             (_, None) => None,
         };
         let interval_ns = 1e9 / cfg.rate;

@@ -56,7 +56,13 @@ fn edges_of_the_address_space() {
 
 #[test]
 fn overlapping_and_touching_entries_merge() {
-    let s = set(&["10.0.0.0/24", "10.0.1.0/24", "10.0.0.5", "10.0.0.0/16", "172.16.0.0/12"]);
+    let s = set(&[
+        "10.0.0.0/24",
+        "10.0.1.0/24",
+        "10.0.0.5",
+        "10.0.0.0/16",
+        "172.16.0.0/12",
+    ]);
     assert_eq!(s.range_count(), 2);
     assert!(s.contains(ip("10.0.200.1")));
     assert!(s.contains(ip("172.31.255.255")));
@@ -142,7 +148,12 @@ fn hundred_thousand_entries_match_a_brute_force_model() {
     for _ in 0..200_000 {
         let a = rng.next() as u32;
         let want = hosts.contains(&a) || nets24.contains(&(a >> 8));
-        assert_eq!(s.contains(IpAddr::V4(Ipv4Addr::from(a))), want, "{}", Ipv4Addr::from(a));
+        assert_eq!(
+            s.contains(IpAddr::V4(Ipv4Addr::from(a))),
+            want,
+            "{}",
+            Ipv4Addr::from(a)
+        );
         let hi = rng.next();
         let b = (u128::from(hi) << 64) | u128::from(rng.next());
         let want6 = hosts6.contains(&b) || nets64.contains(&hi);
@@ -201,7 +212,10 @@ fn compile_names_the_bad_field() {
         max_forwarded_hops: 0,
         ..IpListConfig::default()
     };
-    assert_eq!(IpListEngine::compile(&cfg).unwrap_err().path, "max_forwarded_hops");
+    assert_eq!(
+        IpListEngine::compile(&cfg).unwrap_err().path,
+        "max_forwarded_hops"
+    );
 }
 
 #[test]
@@ -252,7 +266,10 @@ fn walk_skips_trusted_hops_right_to_left() {
         client_ip(ip("::ffff:10.0.0.1"), Some(b"1.1.1.1"), &trusted),
         ip("1.1.1.1")
     );
-    assert_eq!(client_ip(ip("::ffff:8.8.8.8"), None, &trusted), ip("8.8.8.8"));
+    assert_eq!(
+        client_ip(ip("::ffff:8.8.8.8"), None, &trusted),
+        ip("8.8.8.8")
+    );
 }
 
 #[test]
@@ -260,8 +277,14 @@ fn walk_is_bounded() {
     let trusted = set(&["10.0.0.0/8"]);
     let xff = "1.1.1.1, 10.0.0.5, 10.0.0.4, 10.0.0.3, 10.0.0.2";
     let peer = ip("10.0.0.1");
-    assert_eq!(client_ip_bounded(peer, Some(xff.as_bytes()), &trusted, 5), ip("1.1.1.1"));
-    assert_eq!(client_ip_bounded(peer, Some(xff.as_bytes()), &trusted, 2), ip("10.0.0.3"));
+    assert_eq!(
+        client_ip_bounded(peer, Some(xff.as_bytes()), &trusted, 5),
+        ip("1.1.1.1")
+    );
+    assert_eq!(
+        client_ip_bounded(peer, Some(xff.as_bytes()), &trusted, 2),
+        ip("10.0.0.3")
+    );
     let e = engine(&[], &[], &["10.0.0.0/8"]);
     assert_eq!(e.client_ip(peer, Some(xff.as_bytes())), ip("1.1.1.1"));
     assert!(e.trusted_proxies().contains(peer));
@@ -286,15 +309,29 @@ pub(crate) fn doc_example<T: serde::de::DeserializeOwned>(page: &str, doc: &str)
         .unwrap_or_else(|| panic!("{page}: no toml block"));
     let mut root: toml::Table = toml::from_str(block).unwrap_or_else(|e| panic!("{page}: {e}"));
     let modules = root.remove("modules").expect("[[modules]]");
-    let mut table = modules.as_array().expect("array")[0].as_table().expect("table").clone();
+    let mut table = modules.as_array().expect("array")[0]
+        .as_table()
+        .expect("table")
+        .clone();
     assert!(table.remove("id").is_some(), "{page}: id");
-    assert_eq!(table.remove("kind").and_then(|k| k.as_str().map(str::to_owned)).as_deref(), Some(page));
-    toml::Value::Table(table).try_into().unwrap_or_else(|e| panic!("{page}: {e}"))
+    assert_eq!(
+        table
+            .remove("kind")
+            .and_then(|k| k.as_str().map(str::to_owned))
+            .as_deref(),
+        Some(page)
+    );
+    toml::Value::Table(table)
+        .try_into()
+        .unwrap_or_else(|e| panic!("{page}: {e}"))
 }
 
 #[test]
 fn documented_example_compiles() {
-    let cfg: IpListConfig = doc_example("ip_list", include_str!("../../../../docs/modules/ip_list.md"));
+    let cfg: IpListConfig = doc_example(
+        "ip_list",
+        include_str!("../../../../docs/modules/ip_list.md"),
+    );
     let e = IpListEngine::compile(&cfg).unwrap();
     assert_eq!(e.check(ip("203.0.113.7")), IpVerdict::Denied);
 }

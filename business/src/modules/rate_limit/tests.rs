@@ -29,7 +29,12 @@ fn burst_then_steady_rate_exactly() {
     for _ in 0..5 {
         assert!(allowed(l.check(k, t0)));
     }
-    assert_eq!(l.check(k, t0), RateDecision::Limited { retry_after_secs: 1 });
+    assert_eq!(
+        l.check(k, t0),
+        RateDecision::Limited {
+            retry_after_secs: 1
+        }
+    );
     // One interval later exactly one more passes.
     assert!(!allowed(l.check(k, t0 + 99 * MS)));
     assert!(allowed(l.check(k, t0 + 100 * MS)));
@@ -70,9 +75,24 @@ fn retry_after_rounds_up_to_whole_seconds() {
     let l = limiter(0.1, 1); // one per 10 s
     let k = Some(&b"slow"[..]);
     assert!(allowed(l.check(k, SEC)));
-    assert_eq!(l.check(k, SEC), RateDecision::Limited { retry_after_secs: 10 });
-    assert_eq!(l.check(k, SEC + 500 * MS), RateDecision::Limited { retry_after_secs: 10 });
-    assert_eq!(l.check(k, 2 * SEC), RateDecision::Limited { retry_after_secs: 9 });
+    assert_eq!(
+        l.check(k, SEC),
+        RateDecision::Limited {
+            retry_after_secs: 10
+        }
+    );
+    assert_eq!(
+        l.check(k, SEC + 500 * MS),
+        RateDecision::Limited {
+            retry_after_secs: 10
+        }
+    );
+    assert_eq!(
+        l.check(k, 2 * SEC),
+        RateDecision::Limited {
+            retry_after_secs: 9
+        }
+    );
     assert!(allowed(l.check(k, 11 * SEC)));
 }
 
@@ -86,7 +106,9 @@ fn long_periods_use_coarser_ticks_and_stay_exact() {
         assert!(allowed(l.check(k, SEC)));
     }
     match l.check(k, SEC) {
-        RateDecision::Limited { retry_after_secs } => assert!((3599..=3601).contains(&retry_after_secs)),
+        RateDecision::Limited { retry_after_secs } => {
+            assert!((3599..=3601).contains(&retry_after_secs))
+        }
         d => panic!("{d:?}"),
     }
     assert!(allowed(l.check(k, SEC + 3601 * SEC)));
@@ -138,7 +160,10 @@ fn threads_sharing_one_limiter_hold_the_node_rate() {
     }
     let want = 3.0 * (1000.0 + 50.0);
     let got = admitted.load(Ordering::Relaxed) as f64;
-    assert!((got - want).abs() <= want * 0.10, "admitted {got}, want about {want}");
+    assert!(
+        (got - want).abs() <= want * 0.10,
+        "admitted {got}, want about {want}"
+    );
     // The GCRA never admits more than burst + rate × time.
     assert!(got <= want + 3.0, "admitted {got} > {want}");
 }
@@ -165,7 +190,10 @@ fn memory_stays_bounded_under_a_million_random_keys() {
     assert_eq!(l.capacity(), cap);
     assert!(l.active_keys(start + 100 * SEC) <= cap);
     // The hot key kept its state through the flood: ~1 per second over 100 s.
-    assert!((95..=105).contains(&hot_admitted), "hot admitted {hot_admitted}");
+    assert!(
+        (95..=105).contains(&hot_admitted),
+        "hot admitted {hot_admitted}"
+    );
 }
 
 #[test]
@@ -220,10 +248,34 @@ fn config_validation_names_fields() {
         ..RateLimitConfig::default()
     };
     assert_eq!(bad(RateLimitConfig::default()), "rate");
-    assert_eq!(bad(RateLimitConfig { rate: f64::NAN, ..base.clone() }), "rate");
-    assert_eq!(bad(RateLimitConfig { burst: 0, ..base.clone() }), "burst");
-    assert_eq!(bad(RateLimitConfig { table_slots: 8, ..base.clone() }), "table_slots");
-    assert_eq!(bad(RateLimitConfig { key: KeyKind::Header, ..base.clone() }), "header");
+    assert_eq!(
+        bad(RateLimitConfig {
+            rate: f64::NAN,
+            ..base.clone()
+        }),
+        "rate"
+    );
+    assert_eq!(
+        bad(RateLimitConfig {
+            burst: 0,
+            ..base.clone()
+        }),
+        "burst"
+    );
+    assert_eq!(
+        bad(RateLimitConfig {
+            table_slots: 8,
+            ..base.clone()
+        }),
+        "table_slots"
+    );
+    assert_eq!(
+        bad(RateLimitConfig {
+            key: KeyKind::Header,
+            ..base.clone()
+        }),
+        "header"
+    );
     assert_eq!(
         bad(RateLimitConfig {
             key: KeyKind::Header,
@@ -232,7 +284,13 @@ fn config_validation_names_fields() {
         }),
         "header"
     );
-    assert_eq!(bad(RateLimitConfig { header: Some("x-a".into()), ..base.clone() }), "header");
+    assert_eq!(
+        bad(RateLimitConfig {
+            header: Some("x-a".into()),
+            ..base.clone()
+        }),
+        "header"
+    );
     let ok = RateLimiter::compile(&RateLimitConfig {
         key: KeyKind::Header,
         header: Some("X-Api-Key".into()),
