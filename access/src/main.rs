@@ -1,1 +1,115 @@
-fn main() {}
+//! `gatehouse`: the command line of CONTRACT.md (`run`, `check`, `demo`, `--version`).
+
+use access::{demo, server};
+use business::Snapshot;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Gatehouse API gateway",
+    disable_help_subcommand = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve until SIGINT/SIGTERM (graceful: stop accepting, finish in-flight, exit 0).
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config: exit 0, or 2 with one `path: problem` line per problem.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Start the gateway with its own demo backends on loopback.
+    Demo {
+        /// Address of the gateway's HTTP listener.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Check { config } => match conf::load(&config) {
+            Ok(c) => match Snapshot::build(c, 0) {
+                Ok(_) => {
+                    println!("{}: ok", config.display());
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => report(&errors),
+            },
+            Err(errors) => report(&errors),
+        },
+        Command::Run { config } => match conf::load(&config) {
+            Ok(c) => serve(c, None),
+            Err(errors) => report(&errors),
+        },
+        Command::Demo { listen } => {
+            let dir = std::env::temp_dir().join(format!("gatehouse-demo-{}", std::process::id()));
+            let text = match demo::prepare(listen, &dir.display().to_string()) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("gatehouse: cannot start the demo backends: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match conf::Config::from_toml_str(&text) {
+                Ok(c) => serve(c, Some(demo::banner(listen))),
+                Err(errors) => report(&errors),
+            }
+        }
+    }
+}
+
+fn report(errors: &[conf::ConfigError]) -> ExitCode {
+    for e in errors {
+        eprintln!("{e}");
+    }
+    ExitCode::from(2)
+}
+
+fn serve(config: conf::Config, banner: Option<String>) -> ExitCode {
+    let snap = match Snapshot::build(config, 1) {
+        Ok(s) => s,
+        Err(errors) => return report(&errors),
+    };
+    let srv = match server::Server::start(snap) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for a in &srv.addrs {
+        eprintln!("gatehouse: serving HTTP on {a}");
+    }
+    if let Some(b) = banner {
+        println!("{b}");
+    }
+    match server::wait_for_signal() {
+        Ok(sig) => eprintln!("gatehouse: signal {sig}: draining"),
+        Err(e) => eprintln!("gatehouse: cannot wait for signals: {e}"),
+    }
+    srv.stop();
+    eprintln!("gatehouse: stopped");
+    ExitCode::SUCCESS
+}

@@ -1,3 +1,18 @@
-//! Business layer: a per-request context moving through a fixed order of stages.
+//! Business layer: a per-request [`Context`] moving through a fixed order of stages, cheapest
+//! and most selective first (see ARCHITECTURE.md and `LIFECYCLE.md` beside this file).
+//!
+//! This crate never touches a socket. The access layer parses a request, hands the pipeline a
+//! borrowed [`Request`] view and a reusable [`Context`], and acts on the [`Flow`] it gets back:
+//! answer now, proxy to the chosen upstream node, or (later) wait for outbound calls.
 
+pub mod context;
 pub mod modules;
+pub mod pipeline;
+pub mod snapshot;
+pub mod stage;
+pub mod stages;
+
+pub use context::Context;
+pub use pipeline::{CoreState, Pipeline};
+pub use snapshot::{Snapshot, UpstreamRt};
+pub use stage::{Flow, Reject, Request, Stage};

@@ -74,8 +74,8 @@ impl HttpPool {
         }
     }
 
-    /// Takes the most recently parked live connection to `addr`, or starts a new connect.
-    /// Idle connections older than `idle_timeout_ms` are closed on the way.
+    /// Takes the most recently parked live connection to `addr` (when `reuse`), or starts a
+    /// new connect. Idle connections older than `idle_timeout_ms` are closed on the way.
     pub fn acquire(
         &mut self,
         registry: &Registry,
@@ -83,8 +83,14 @@ impl HttpPool {
         owner: usize,
         now: u64,
         idle_timeout_ms: u64,
+        reuse: bool,
     ) -> io::Result<Acquired> {
-        while let Some(key) = self.idle.get_mut(&addr).and_then(|s| s.pop()) {
+        while let Some(key) = self
+            .idle
+            .get_mut(&addr)
+            .filter(|_| reuse)
+            .and_then(|s| s.pop())
+        {
             self.stats.idle -= 1;
             let fresh = self
                 .conns
@@ -291,9 +297,15 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let mut pool = HttpPool::new();
-        let a = pool.acquire(poll.registry(), addr, 1, 0, 1000).unwrap();
-        let b = pool.acquire(poll.registry(), addr, 2, 0, 1000).unwrap();
-        let c = pool.acquire(poll.registry(), addr, 3, 0, 1000).unwrap();
+        let a = pool
+            .acquire(poll.registry(), addr, 1, 0, 1000, true)
+            .unwrap();
+        let b = pool
+            .acquire(poll.registry(), addr, 2, 0, 1000, true)
+            .unwrap();
+        let c = pool
+            .acquire(poll.registry(), addr, 3, 0, 1000, true)
+            .unwrap();
         let _peers = accept_all(&l, 3);
         for k in [a.key, b.key, c.key] {
             pool.get_mut(k).unwrap().state = ConnState::Busy;
@@ -305,7 +317,9 @@ mod tests {
         assert_eq!(pool.idle_count(&addr), 2);
         assert!(pool.get(c.key).is_none());
         // LIFO: the last parked comes back first.
-        let again = pool.acquire(poll.registry(), addr, 4, 40, 1000).unwrap();
+        let again = pool
+            .acquire(poll.registry(), addr, 4, 40, 1000, true)
+            .unwrap();
         assert_eq!(
             again,
             Acquired {
@@ -323,8 +337,12 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let mut pool = HttpPool::new();
-        let a = pool.acquire(poll.registry(), addr, 1, 0, 1000).unwrap();
-        let b = pool.acquire(poll.registry(), addr, 2, 0, 1000).unwrap();
+        let a = pool
+            .acquire(poll.registry(), addr, 1, 0, 1000, true)
+            .unwrap();
+        let b = pool
+            .acquire(poll.registry(), addr, 2, 0, 1000, true)
+            .unwrap();
         let mut peers = accept_all(&l, 2);
         for k in [a.key, b.key] {
             pool.get_mut(k).unwrap().state = ConnState::Busy;

@@ -1,0 +1,12 @@
+//! Access layer: the only crate that owns listeners. Per-core workers accept connections,
+//! run HTTP/1.1 sessions (see `LIFECYCLE.md`), and hand parsed requests to the business
+//! pipeline.
+
+pub mod demo;
+pub mod forward;
+pub mod http;
+pub mod io;
+pub mod listener;
+pub mod server;
+pub mod session;
+pub mod worker;

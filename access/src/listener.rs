@@ -1,0 +1,23 @@
+//! Listening sockets: one per worker and address, bound with SO_REUSEPORT so the kernel
+//! spreads new connections across workers without a shared accept queue or lock.
+
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::SocketAddr;
+
+/// Accept queue length asked of the kernel (capped by net.core.somaxconn).
+const BACKLOG: i32 = 4096;
+
+/// Binds a non-blocking listener on `addr` that shares the port with the other workers.
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}

@@ -1,0 +1,99 @@
+//! Starting and stopping the data plane: bind every worker's listeners up front (so a bad
+//! address fails the start, not a worker), start the workers, then wait for SIGINT/SIGTERM
+//! on the main thread and drain.
+
+use crate::worker::{Task, Worker};
+use business::Snapshot;
+use reactor::InboxSender;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// A running data plane.
+pub struct Server {
+    senders: Vec<InboxSender<Task>>,
+    threads: Vec<JoinHandle<()>>,
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl Server {
+    /// Binds and starts `workers` workers serving `snap`.
+    pub fn start(snap: Arc<Snapshot>) -> io::Result<Server> {
+        let cfg = &snap.config.server;
+        let workers = reactor::cpus::workers(cfg.workers);
+        let mut addrs: Vec<SocketAddr> = cfg.listen_addrs();
+        let mut senders = Vec::with_capacity(workers);
+        let mut threads = Vec::with_capacity(workers);
+        let mut per_worker = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let mut ls = Vec::with_capacity(addrs.len());
+            for a in addrs.iter_mut() {
+                let l = crate::listener::bind(*a)
+                    .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
+                // Port 0 picks a port once; the other workers share it.
+                *a = l.local_addr()?;
+                ls.push(l);
+            }
+            per_worker.push(ls);
+        }
+        for (id, ls) in per_worker.into_iter().enumerate() {
+            // A worker holds per-thread state (`Rc`s), so it is built on its own thread and
+            // hands back only its inbox.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let pin = cfg.cpu_affinity;
+            let snap = snap.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("gatehouse-w{id}"))
+                .spawn(move || {
+                    if pin {
+                        reactor::cpus::pin(id);
+                    }
+                    match Worker::new(id, ls, snap) {
+                        Ok(w) => {
+                            let _ = tx.send(Ok(w.sender()));
+                            w.run();
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                        }
+                    }
+                })?;
+            let sender = rx
+                .recv()
+                .map_err(|_| io::Error::other("worker died while starting"))??;
+            senders.push(sender);
+            threads.push(t);
+        }
+        Ok(Server {
+            senders,
+            threads,
+            addrs,
+        })
+    }
+
+    /// Publishes a new snapshot to every worker.
+    pub fn publish(&self, snap: Arc<Snapshot>) {
+        for s in &self.senders {
+            let _ = s.send(Task::Swap(snap.clone()));
+        }
+    }
+
+    /// Asks every worker to stop and waits until all have drained.
+    pub fn stop(self) {
+        for s in &self.senders {
+            let _ = s.send(Task::Stop);
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Blocks until SIGINT or SIGTERM.
+pub fn wait_for_signal() -> io::Result<i32> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    Ok(signals.forever().next().unwrap_or(SIGTERM))
+}

@@ -1,0 +1,186 @@
+//! A client connection and the request it is working on.
+//!
+//! A session is an explicit state machine (see `LIFECYCLE.md`): `Head` reads and parses a
+//! request head, `Proxy` pumps one exchange (request out, response back), `Closing` flushes
+//! what is queued for the client and closes. The per-request state lives in an [`Exchange`]
+//! taken from the worker's free list for the length of one request, so an idle keep-alive
+//! session holds a socket and a few integers, and no buffer.
+
+use business::{Context, Snapshot};
+use mio::net::TcpStream;
+use protocols::http1::{ChunkedDecoder, Method};
+use reactor::PooledBuf;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for (or parsing) a request head.
+    Head,
+    /// An exchange is in progress.
+    Proxy,
+    /// Flushing the last answer, then closing.
+    Closing,
+}
+
+pub struct Session {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub readable: bool,
+    pub writable: bool,
+    /// The client sent FIN: nothing more will be read.
+    pub read_closed: bool,
+    pub phase: Phase,
+    /// Bytes read from the client, not yet consumed.
+    pub cin: Option<PooledBuf>,
+    /// Bytes for the client that the gateway produced itself (heads, error answers).
+    pub cout: Option<PooledBuf>,
+    pub ex: Option<Box<Exchange>>,
+    /// When the first byte of the head being read arrived (ms), 0 when none.
+    pub head_started: u64,
+    /// Last time bytes moved on the client socket, for idle, body and send timeouts.
+    pub client_activity: u64,
+    pub deadline: u64,
+    /// The earliest wheel entry this session has, 0 when none.
+    pub timer_at: u64,
+    /// Close once the current answer is written.
+    pub close_after: bool,
+}
+
+/// Framing state of a body being forwarded.
+pub enum Body {
+    /// No body left to forward.
+    Done,
+    /// This many bytes still to come.
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    /// Until the upstream closes (responses only).
+    UntilClose,
+}
+
+impl Body {
+    pub fn is_done(&self) -> bool {
+        matches!(self, Body::Done)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RespPhase {
+    Head,
+    Body,
+    Done,
+}
+
+/// One request/response exchange. Recycled through the worker's free list.
+pub struct Exchange {
+    pub ctx: Context,
+    /// The config version the request started on; held until it ends.
+    pub snap: Option<Rc<Arc<Snapshot>>>,
+    pub method: Method,
+    pub client_keep_alive: bool,
+    pub client_minor: u8,
+    pub req_body: Body,
+    pub req_body_bytes: u64,
+    /// Bytes at the front of the session's `cin` approved for the upstream.
+    pub fwd_req: usize,
+    /// Request head (rewritten) for the upstream; kept whole until the answer starts so a
+    /// stale keep-alive connection can be retried.
+    pub uout: Option<PooledBuf>,
+    pub uout_sent: usize,
+    /// The pool key of the upstream connection.
+    pub up: Option<usize>,
+    pub up_addr: SocketAddr,
+    pub up_reused: bool,
+    pub connected: bool,
+    pub retried: bool,
+    pub connect_timeout_ms: u64,
+    pub read_timeout_ms: u64,
+    pub max_idle: usize,
+    pub idle_timeout_ms: u64,
+    pub conn_started: u64,
+    pub up_activity: u64,
+    /// Bytes read from the upstream, not yet consumed.
+    pub uin: Option<PooledBuf>,
+    pub resp: RespPhase,
+    pub resp_body: Body,
+    pub resp_keep_alive: bool,
+    /// Bytes at the front of `uin` approved for the client.
+    pub fwd_resp: usize,
+    /// Any byte came back from the upstream.
+    pub resp_started: bool,
+    /// A final (non-1xx) head went to the client.
+    pub resp_head_sent: bool,
+}
+
+impl Exchange {
+    pub fn new() -> Exchange {
+        Exchange {
+            ctx: Context::new(),
+            snap: None,
+            method: Method::Get,
+            client_keep_alive: true,
+            client_minor: 1,
+            req_body: Body::Done,
+            req_body_bytes: 0,
+            fwd_req: 0,
+            uout: None,
+            uout_sent: 0,
+            up: None,
+            up_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            up_reused: false,
+            connected: false,
+            retried: false,
+            connect_timeout_ms: 0,
+            read_timeout_ms: 0,
+            max_idle: 0,
+            idle_timeout_ms: 0,
+            conn_started: 0,
+            up_activity: 0,
+            uin: None,
+            resp: RespPhase::Head,
+            resp_body: Body::Done,
+            resp_keep_alive: true,
+            fwd_resp: 0,
+            resp_started: false,
+            resp_head_sent: false,
+        }
+    }
+
+    /// Drops buffers and references so the exchange can wait in the free list.
+    pub fn clear(&mut self) {
+        self.snap = None;
+        self.uout = None;
+        self.uin = None;
+        self.up = None;
+        self.req_body = Body::Done;
+        self.resp_body = Body::Done;
+    }
+}
+
+impl Default for Exchange {
+    fn default() -> Self {
+        Exchange::new()
+    }
+}
+
+impl Session {
+    pub fn new(stream: TcpStream, peer: SocketAddr, now: u64) -> Session {
+        Session {
+            stream,
+            peer,
+            readable: false,
+            writable: true,
+            read_closed: false,
+            phase: Phase::Head,
+            cin: None,
+            cout: None,
+            ex: None,
+            head_started: 0,
+            client_activity: now,
+            deadline: 0,
+            timer_at: 0,
+            close_after: false,
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! One worker: a thread with its own poll, listeners, sessions, upstream pool, timers and
+//! buffer arena. Workers share nothing but the config snapshot (an `Arc` swapped through
+//! their inboxes) and never take a lock on the request path.
+
+use crate::http::{self, Env, Outcome};
+use crate::session::{Exchange, Phase, Session};
+use business::{CoreState, Snapshot};
+use components::HttpPool;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll};
+use protocols::http1::{Limits, RequestHead, ResponseHead};
+use reactor::timer::Entry;
+use reactor::{BufPool, Clock, Inbox, InboxSender, Kind, TimerWheel, Token};
+use slab::Slab;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Size of one pooled buffer: a request or response direction streams through one.
+pub const BUF_SIZE: usize = 16 * 1024;
+/// Buffers kept warm per worker.
+const MAX_FREE_BUFS: usize = 4096;
+/// How often idle upstream connections are swept (ms).
+const SWEEP_EVERY_MS: u64 = 1000;
+
+/// Work sent to a worker from another thread.
+pub enum Task {
+    /// Serve new requests with this config version.
+    Swap(Arc<Snapshot>),
+    /// Stop accepting, finish in-flight requests, exit within the drain time.
+    Stop,
+}
+
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    inbox: Inbox<Task>,
+    listeners: Vec<TcpListener>,
+    accept_paused: bool,
+    sessions: Slab<Session>,
+    pool: HttpPool,
+    bufs: BufPool,
+    clock: Clock,
+    wheel: TimerWheel,
+    snap: Rc<Arc<Snapshot>>,
+    core: CoreState,
+    limits: Limits,
+    req_head: Box<RequestHead>,
+    resp_head: Box<ResponseHead>,
+    free_ex: Vec<Box<Exchange>>,
+    rid_prefix: u64,
+    rid_counter: u64,
+    stopping: bool,
+    stop_deadline: u64,
+    ready: Vec<(Token, bool, bool)>,
+    again: Vec<usize>,
+    expired: Vec<Entry>,
+    tasks: Vec<Task>,
+    last_sweep: u64,
+}
+
+fn parse_limits(snap: &Snapshot) -> Limits {
+    let l = &snap.config.limits;
+    Limits {
+        max_request_line: l.max_request_line,
+        max_head_bytes: l.max_header_bytes,
+        max_headers: l.max_headers,
+    }
+}
+
+/// A random per-worker prefix for generated request ids.
+fn random_prefix(id: usize) -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = RandomState::new().build_hasher();
+    h.write_usize(id);
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+impl Worker {
+    /// Creates a worker serving `listeners` (already bound) with `snap`.
+    pub fn new(
+        id: usize,
+        listeners: Vec<std::net::TcpListener>,
+        snap: Arc<Snapshot>,
+    ) -> io::Result<Worker> {
+        let poll = Poll::new()?;
+        let inbox = Inbox::new(poll.registry(), Token::WAKER.into())?;
+        let mut ls = Vec::with_capacity(listeners.len());
+        for (i, l) in listeners.into_iter().enumerate() {
+            let mut l = TcpListener::from_std(l);
+            poll.registry().register(
+                &mut l,
+                Token::new(Kind::Listener, i).into(),
+                Interest::READABLE,
+            )?;
+            ls.push(l);
+        }
+        let mut clock = Clock::new();
+        let now = clock.update();
+        let core = CoreState::for_snapshot(&snap);
+        let limits = parse_limits(&snap);
+        Ok(Worker {
+            id,
+            poll,
+            inbox,
+            listeners: ls,
+            accept_paused: false,
+            sessions: Slab::with_capacity(1024),
+            pool: HttpPool::new(),
+            bufs: BufPool::new(BUF_SIZE, MAX_FREE_BUFS),
+            clock,
+            wheel: TimerWheel::new(now),
+            snap: Rc::new(snap),
+            core,
+            limits,
+            req_head: Box::new(RequestHead::new()),
+            resp_head: Box::new(ResponseHead::new()),
+            free_ex: Vec::new(),
+            rid_prefix: random_prefix(id),
+            rid_counter: 0,
+            stopping: false,
+            stop_deadline: 0,
+            ready: Vec::with_capacity(1024),
+            again: Vec::new(),
+            expired: Vec::new(),
+            tasks: Vec::new(),
+            last_sweep: now,
+        })
+    }
+
+    pub fn sender(&self) -> InboxSender<Task> {
+        self.inbox.sender()
+    }
+
+    /// Runs the loop until stopped and drained.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = self.clock.now();
+            let timeout = if self.again.is_empty() {
+                self.wheel.next_timeout(now, SWEEP_EVERY_MS)
+            } else {
+                0
+            };
+            if let Err(e) = self
+                .poll
+                .poll(&mut events, Some(Duration::from_millis(timeout)))
+            {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    eprintln!("gatehouse: worker {}: poll failed: {e}", self.id);
+                    return;
+                }
+            }
+            self.clock.update();
+            self.ready.clear();
+            for e in events.iter() {
+                let readable = e.is_readable() || e.is_read_closed() || e.is_error();
+                let writable = e.is_writable() || e.is_write_closed() || e.is_error();
+                self.ready
+                    .push((Token::from(e.token()), readable, writable));
+            }
+            for i in 0..self.ready.len() {
+                let (token, r, w) = self.ready[i];
+                self.dispatch(token, r, w);
+            }
+            if !self.again.is_empty() {
+                let again = std::mem::take(&mut self.again);
+                for &sid in &again {
+                    self.drive(sid);
+                }
+                let mut again = again;
+                again.clear();
+                if self.again.is_empty() {
+                    self.again = again;
+                }
+            }
+            self.run_timers();
+            let now = self.clock.now();
+            if now >= self.last_sweep + SWEEP_EVERY_MS {
+                self.last_sweep = now;
+                let timeout = self
+                    .snap
+                    .upstreams
+                    .iter()
+                    .map(|u| u.idle_timeout_ms)
+                    .max()
+                    .unwrap_or(60_000);
+                self.pool.sweep(self.poll.registry(), now, timeout);
+            }
+            if self.stopping && (self.sessions.is_empty() || now >= self.stop_deadline) {
+                self.pool.close_idle(self.poll.registry());
+                return;
+            }
+        }
+    }
+
+    fn dispatch(&mut self, token: Token, readable: bool, writable: bool) {
+        match token.kind() {
+            Kind::Listener => self.accept(token.index()),
+            Kind::Client => {
+                let sid = token.index();
+                if let Some(s) = self.sessions.get_mut(sid) {
+                    s.readable |= readable;
+                    s.writable |= writable;
+                    self.drive(sid);
+                }
+            }
+            Kind::Upstream => {
+                if let Some(owner) =
+                    self.pool
+                        .on_event(self.poll.registry(), token.index(), readable, writable)
+                {
+                    self.drive(owner);
+                }
+            }
+            Kind::Reserved => self.run_tasks(),
+        }
+    }
+
+    fn accept(&mut self, li: usize) {
+        let max = self.snap.config.server.max_connections;
+        loop {
+            if self.sessions.len() >= max {
+                // Connections wait in the kernel's queue until a session ends.
+                self.accept_paused = true;
+                return;
+            }
+            let Some(l) = self.listeners.get(li) else {
+                return;
+            };
+            match l.accept() {
+                Ok((mut stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let entry = self.sessions.vacant_entry();
+                    let sid = entry.key();
+                    let token = Token::new(Kind::Client, sid);
+                    if self
+                        .poll
+                        .registry()
+                        .register(
+                            &mut stream,
+                            token.into(),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let now = self.clock.now();
+                    let mut s = Session::new(stream, peer, now);
+                    // A new connection must send its first head within the header timeout.
+                    s.head_started = now;
+                    s.deadline = now + self.snap.config.limits.header_timeout_ms;
+                    s.timer_at = s.deadline;
+                    self.wheel.schedule(sid, s.deadline);
+                    entry.insert(s);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: stop for now; the next event or a closing session
+                    // retries.
+                    eprintln!("gatehouse: worker {}: accept failed: {e}", self.id);
+                    self.accept_paused = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn drive(&mut self, sid: usize) {
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let mut env = Env {
+            registry: self.poll.registry(),
+            pool: &mut self.pool,
+            bufs: &self.bufs,
+            now: self.clock.now(),
+            snap: &self.snap,
+            core: &mut self.core,
+            limits: &self.limits,
+            req_head: &mut self.req_head,
+            resp_head: &mut self.resp_head,
+            free_ex: &mut self.free_ex,
+            rid_prefix: self.rid_prefix,
+            rid_counter: &mut self.rid_counter,
+            stopping: self.stopping,
+            sid,
+        };
+        let outcome = http::drive(s, &mut env);
+        self.after(sid, outcome);
+    }
+
+    fn after(&mut self, sid: usize, outcome: Outcome) {
+        match outcome {
+            Outcome::Close => self.close_session(sid),
+            Outcome::Again => {
+                self.again.push(sid);
+                self.arm(sid);
+            }
+            Outcome::Open => self.arm(sid),
+        }
+    }
+
+    /// Makes sure the wheel holds an entry no later than the session's deadline.
+    fn arm(&mut self, sid: usize) {
+        if let Some(s) = self.sessions.get_mut(sid) {
+            if s.timer_at == 0 || s.deadline < s.timer_at {
+                s.timer_at = s.deadline;
+                self.wheel.schedule(sid, s.deadline);
+            }
+        }
+    }
+
+    fn close_session(&mut self, sid: usize) {
+        if self.sessions.contains(sid) {
+            let mut s = self.sessions.remove(sid);
+            let _ = self.poll.registry().deregister(&mut s.stream);
+        }
+        if self.accept_paused
+            && !self.stopping
+            && self.sessions.len() < self.snap.config.server.max_connections
+        {
+            self.accept_paused = false;
+            for li in 0..self.listeners.len() {
+                self.accept(li);
+            }
+        }
+    }
+
+    fn run_timers(&mut self) {
+        let now = self.clock.now();
+        self.expired.clear();
+        self.wheel.expire(now, &mut self.expired);
+        for i in 0..self.expired.len() {
+            let Entry {
+                token: sid,
+                deadline,
+            } = self.expired[i];
+            let Some(s) = self.sessions.get_mut(sid) else {
+                continue;
+            };
+            if s.timer_at != deadline {
+                continue; // a stale entry; a sooner one exists or already fired
+            }
+            s.timer_at = 0;
+            if s.deadline > now {
+                self.arm(sid);
+                continue;
+            }
+            let mut env = Env {
+                registry: self.poll.registry(),
+                pool: &mut self.pool,
+                bufs: &self.bufs,
+                now,
+                snap: &self.snap,
+                core: &mut self.core,
+                limits: &self.limits,
+                req_head: &mut self.req_head,
+                resp_head: &mut self.resp_head,
+                free_ex: &mut self.free_ex,
+                rid_prefix: self.rid_prefix,
+                rid_counter: &mut self.rid_counter,
+                stopping: self.stopping,
+                sid,
+            };
+            let outcome = http::on_timeout(s, &mut env);
+            self.after(sid, outcome);
+        }
+    }
+
+    fn run_tasks(&mut self) {
+        self.inbox.drain_into(&mut self.tasks);
+        let tasks = std::mem::take(&mut self.tasks);
+        for task in tasks {
+            match task {
+                Task::Swap(snap) => {
+                    self.core = CoreState::for_snapshot(&snap);
+                    self.limits = parse_limits(&snap);
+                    self.snap = Rc::new(snap);
+                }
+                Task::Stop => self.begin_stop(),
+            }
+        }
+    }
+
+    fn begin_stop(&mut self) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        self.stop_deadline = self.clock.now() + self.snap.config.server.drain_timeout_ms;
+        for mut l in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        // Idle keep-alive connections close now; busy ones after their current answer.
+        let idle: Vec<usize> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.phase == Phase::Head
+                    && s.cin.as_ref().is_none_or(|c| c.is_empty())
+                    && s.cout.is_none()
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for sid in idle {
+            self.close_session(sid);
+        }
+    }
+}

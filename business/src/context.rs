@@ -1,0 +1,112 @@
+//! The per-request context: everything the stages decide about one request.
+//!
+//! One context lives in each active session and is reset, not reallocated, between the
+//! requests of a keep-alive connection, so the pipeline allocates nothing per request.
+
+use conf::RouteMatch;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Most bytes kept of a request id (longer incoming ids are replaced).
+pub const MAX_REQUEST_ID: usize = 64;
+
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// The client address the stages act on (the peer, or the one a trusted proxy names).
+    pub client_ip: IpAddr,
+    /// `X-Request-Id` of this request: kept from the client when valid, else generated.
+    pub request_id: [u8; MAX_REQUEST_ID],
+    pub request_id_len: usize,
+    /// The matched route (valid once the route stage continued).
+    pub route: RouteMatch,
+    pub matched: bool,
+    /// Upstream index in the snapshot and node index in that upstream.
+    pub upstream: usize,
+    pub node: usize,
+    /// Body limit for this request (route override or global).
+    pub max_body: u64,
+    /// Upstream answer status, once known.
+    pub status: u16,
+    /// When the request head was complete (ms, worker clock).
+    pub started_ms: u64,
+}
+
+impl Context {
+    pub fn new() -> Context {
+        Context {
+            client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            request_id: [0; MAX_REQUEST_ID],
+            request_id_len: 0,
+            route: RouteMatch::default(),
+            matched: false,
+            upstream: 0,
+            node: 0,
+            max_body: 0,
+            status: 0,
+            started_ms: 0,
+        }
+    }
+
+    /// Clears the per-request decisions for the next request on the same connection.
+    pub fn reset(&mut self, client_ip: IpAddr, now: u64) {
+        self.client_ip = client_ip;
+        self.request_id_len = 0;
+        self.matched = false;
+        self.upstream = 0;
+        self.node = 0;
+        self.max_body = 0;
+        self.status = 0;
+        self.started_ms = now;
+    }
+
+    pub fn request_id(&self) -> &[u8] {
+        &self.request_id[..self.request_id_len]
+    }
+
+    /// Keeps `id` as the request id if it is a sane token (1..=64 of `[A-Za-z0-9._:-]`).
+    pub fn adopt_request_id(&mut self, id: &[u8]) -> bool {
+        let ok = !id.is_empty()
+            && id.len() <= MAX_REQUEST_ID
+            && id
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if ok {
+            self.request_id[..id.len()].copy_from_slice(id);
+            self.request_id_len = id.len();
+        }
+        ok
+    }
+
+    /// Generates a 32-hex-digit id from a per-worker random prefix and a counter.
+    pub fn generate_request_id(&mut self, prefix: u64, counter: u64) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, v) in [prefix, counter].iter().enumerate() {
+            for j in 0..16 {
+                self.request_id[i * 16 + j] = HEX[((v >> (60 - 4 * j)) & 15) as usize];
+            }
+        }
+        self.request_id_len = 32;
+    }
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids() {
+        let mut c = Context::new();
+        assert!(c.adopt_request_id(b"abc-123_x.y:z"));
+        assert_eq!(c.request_id(), b"abc-123_x.y:z");
+        assert!(!c.adopt_request_id(b"has space"));
+        assert!(!c.adopt_request_id(b""));
+        assert!(!c.adopt_request_id(&[b'a'; 65]));
+        c.generate_request_id(0x0123_4567_89ab_cdef, 1);
+        assert_eq!(c.request_id(), b"0123456789abcdef0000000000000001");
+    }
+}

@@ -1,0 +1,120 @@
+//! One immutable, validated config version with every table derived from it.
+//!
+//! Built once per version off the workers' threads (route tries, resolved upstream addresses,
+//! the stage list), then shared by `Arc`: a request reads whatever snapshot its worker held
+//! when the request started, and never takes a lock to do so.
+
+use crate::pipeline::Pipeline;
+use conf::{Config, ConfigError, Router};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// An upstream with its addresses resolved and its timeouts in place.
+#[derive(Clone, Debug)]
+pub struct UpstreamRt {
+    pub id: String,
+    pub addrs: Vec<SocketAddr>,
+    pub weights: Vec<u32>,
+    pub connect_timeout_ms: u64,
+    pub read_timeout_ms: u64,
+    pub max_idle: usize,
+    pub idle_timeout_ms: u64,
+}
+
+pub struct Snapshot {
+    pub version: u64,
+    pub config: Config,
+    pub router: Router,
+    pub upstreams: Vec<UpstreamRt>,
+    /// For each route (by index), its upstream's index.
+    pub route_upstream: Vec<usize>,
+    pub pipeline: Pipeline,
+}
+
+impl Snapshot {
+    /// Validates `config` as a whole and derives every table; nothing is built from an
+    /// invalid config.
+    pub fn build(config: Config, version: u64) -> Result<Arc<Snapshot>, Vec<ConfigError>> {
+        let errors = config.validate();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        for (i, u) in config.upstreams.iter().enumerate() {
+            let mut addrs = Vec::with_capacity(u.nodes.len());
+            for (j, n) in u.nodes.iter().enumerate() {
+                match n.socket_addr() {
+                    Some(a) => addrs.push(a),
+                    None => {
+                        return Err(vec![ConfigError::new(
+                            format!("upstreams[{i}].nodes[{j}].addr"),
+                            format!("invalid socket address {:?}", n.addr),
+                        )])
+                    }
+                }
+            }
+            upstreams.push(UpstreamRt {
+                id: u.id.clone(),
+                addrs,
+                weights: u.nodes.iter().map(|n| n.weight).collect(),
+                connect_timeout_ms: u.connect_timeout_ms,
+                read_timeout_ms: u.read_timeout_ms,
+                max_idle: u.max_idle,
+                idle_timeout_ms: u.idle_timeout_ms,
+            });
+        }
+        let mut route_upstream = Vec::with_capacity(config.routes.len());
+        for (i, r) in config.routes.iter().enumerate() {
+            match config.upstreams.iter().position(|u| u.id == r.upstream) {
+                Some(u) => route_upstream.push(u),
+                None => {
+                    return Err(vec![ConfigError::new(
+                        format!("routes[{i}].upstream"),
+                        format!("no upstream named {:?}", r.upstream),
+                    )])
+                }
+            }
+        }
+        let router = Router::build(&config.routes);
+        let pipeline = Pipeline::build(&config);
+        Ok(Arc::new(Snapshot {
+            version,
+            config,
+            router,
+            upstreams,
+            route_upstream,
+            pipeline,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_config_builds_nothing() {
+        let c = Config::from_toml_str(
+            "[[routes]]\nid = \"r\"\npaths = [\"/*\"]\nupstream = \"missing\"\n",
+        )
+        .unwrap();
+        let errs = Snapshot::build(c, 1).err().unwrap();
+        assert!(
+            errs.iter().any(|e| e.path == "routes[0].upstream"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn resolves_upstreams_and_routes() {
+        let c = Config::from_toml_str(
+            "[[upstreams]]\nid = \"u\"\nnodes = [{ addr = \"127.0.0.1:9\", weight = 3 }]\n\
+             [[routes]]\nid = \"r\"\npaths = [\"/*\"]\nupstream = \"u\"\n",
+        )
+        .unwrap();
+        let s = Snapshot::build(c, 7).unwrap();
+        assert_eq!(s.version, 7);
+        assert_eq!(s.route_upstream, vec![0]);
+        assert_eq!(s.upstreams[0].weights, vec![3]);
+    }
+}
