@@ -9,6 +9,7 @@
 //! required fields, exceptions) are in `docs/thrift.md`; [`MappingPolicy`] holds the knobs.
 
 mod base64;
+mod entry;
 mod to_json;
 mod to_thrift;
 
@@ -21,8 +22,8 @@ use super::codec::{self, Limits, MessageType, Protocol, Transport};
 use super::idl::{Idl, Method};
 use super::ThriftError;
 
+pub use entry::{json_to_args, json_to_result};
 pub use to_json::{args_to_json, reply_to_json};
-pub use to_thrift::{json_to_args, json_to_result};
 
 /// What to do with JSON object members that name no field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! JSON request -> Thrift arguments, in one pass: `serde_json` parses the body and calls our
+//! JSON -> Thrift values, in one pass: `serde_json` parses the body and calls our
 //! visitors, which know the Thrift type expected at that point and append its encoding to the
 //! output at once. Lists and maps get placeholder headers patched when their end is seen.
 //!
@@ -11,35 +11,35 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{base64, MappingError, MappingPolicy, UnknownFields};
-use crate::thrift::codec::{Protocol, Writer};
-use crate::thrift::idl::{Field, Idl, Method, Requiredness, StructDef, StructId, StructKind, Ty};
+use crate::thrift::codec::Writer;
+use crate::thrift::idl::{Field, Idl, Requiredness, StructDef, StructId, StructKind, Ty};
 
-enum PathSeg<'i> {
+pub(super) enum PathSeg<'i> {
     Field(&'i str),
     Index(usize),
     Key(String),
 }
 
-struct Ctx<'i, 'o> {
-    idl: &'i Idl,
-    policy: &'i MappingPolicy,
-    w: Writer<'o>,
-    depth: usize,
+pub(super) struct Ctx<'i, 'o> {
+    pub(super) idl: &'i Idl,
+    pub(super) policy: &'i MappingPolicy,
+    pub(super) w: Writer<'o>,
+    pub(super) depth: usize,
     /// Message of the first error we raised (serde's own errors have none).
-    err: Option<String>,
+    pub(super) err: Option<String>,
     /// Filled while an error unwinds, innermost segment first.
-    path: Vec<PathSeg<'i>>,
+    pub(super) path: Vec<PathSeg<'i>>,
 }
 
 impl Ctx<'_, '_> {
-    fn fail<E: de::Error>(&mut self, msg: impl fmt::Display) -> E {
+    pub(super) fn fail<E: de::Error>(&mut self, msg: impl fmt::Display) -> E {
         if self.err.is_none() {
             self.err = Some(msg.to_string());
         }
         E::custom("request does not match the IDL")
     }
 
-    fn enter<E: de::Error>(&mut self) -> Result<(), E> {
+    pub(super) fn enter<E: de::Error>(&mut self) -> Result<(), E> {
         let max = self.policy.limits.max_depth;
         if self.depth >= max {
             return Err(self.fail(format!("nested deeper than {max}")));
@@ -48,7 +48,7 @@ impl Ctx<'_, '_> {
         Ok(())
     }
 
-    fn leave(&mut self) {
+    pub(super) fn leave(&mut self) {
         self.depth = self.depth.saturating_sub(1);
     }
 
@@ -85,7 +85,7 @@ impl Ctx<'_, '_> {
         }
     }
 
-    fn into_error(self, fallback: impl fmt::Display) -> MappingError {
+    pub(super) fn into_error(self, fallback: impl fmt::Display) -> MappingError {
         let mut path = String::new();
         for seg in self.path.iter().rev() {
             match seg {
@@ -106,39 +106,39 @@ impl Ctx<'_, '_> {
     }
 }
 
-fn is_scalar(ty: &Ty) -> bool {
+pub(super) fn is_scalar(ty: &Ty) -> bool {
     !matches!(ty, Ty::Struct(_) | Ty::List(_) | Ty::Set(_) | Ty::Map(..))
 }
 
 /// Where a string value comes from: JSON (binary is base64) or a request parameter (binary
 /// is the parameter's bytes). Map keys are JSON.
 #[derive(Clone, Copy, PartialEq)]
-enum StrSource {
+pub(super) enum StrSource {
     Json,
     Param,
 }
 
 /// Which fields of a struct were written; inline up to 128 fields.
-struct Seen {
+pub(super) struct Seen {
     bits: u128,
     big: Vec<bool>,
 }
 
 impl Seen {
-    fn new(n: usize) -> Self {
+    pub(super) fn new(n: usize) -> Self {
         Self {
             bits: 0,
             big: if n > 128 { vec![false; n] } else { Vec::new() },
         }
     }
-    fn get(&self, i: usize) -> bool {
+    pub(super) fn get(&self, i: usize) -> bool {
         if self.big.is_empty() {
             self.bits & (1 << i) != 0
         } else {
             self.big.get(i).copied().unwrap_or(false)
         }
     }
-    fn set(&mut self, i: usize) {
+    pub(super) fn set(&mut self, i: usize) {
         if self.big.is_empty() {
             self.bits |= 1 << i;
         } else if let Some(b) = self.big.get_mut(i) {
@@ -155,7 +155,7 @@ impl Seen {
 }
 
 /// Writes a scalar given as text (a JSON string, an object key, a request parameter).
-fn scalar_from_str(
+pub(super) fn scalar_from_str(
     ctx: &mut Ctx<'_, '_>,
     ty: &Ty,
     s: &str,
@@ -238,9 +238,9 @@ fn write_int(ctx: &mut Ctx<'_, '_>, ty: &Ty, v: i128) -> Result<(), String> {
 }
 
 /// A value of type `ty`; yields `false` for JSON `null` (nothing written).
-struct Value<'c, 'i, 'o> {
-    ctx: &'c mut Ctx<'i, 'o>,
-    ty: &'i Ty,
+pub(super) struct Value<'c, 'i, 'o> {
+    pub(super) ctx: &'c mut Ctx<'i, 'o>,
+    pub(super) ty: &'i Ty,
 }
 
 impl<'de> DeserializeSeed<'de> for Value<'_, '_, '_> {
@@ -347,7 +347,7 @@ fn required(policy: &MappingPolicy, kind: StructKind, f: &Field) -> bool {
             && policy.args_required_by_default)
 }
 
-fn finish_struct<'i, E: de::Error>(
+pub(super) fn finish_struct<'i, E: de::Error>(
     ctx: &mut Ctx<'i, '_>,
     sd: &'i StructDef,
     seen: &Seen,
@@ -365,7 +365,7 @@ fn finish_struct<'i, E: de::Error>(
     Ok(())
 }
 
-fn struct_members<'de, 'i, A: MapAccess<'de>>(
+pub(super) fn struct_members<'de, 'i, A: MapAccess<'de>>(
     ctx: &mut Ctx<'i, '_>,
     sd: &'i StructDef,
     map: &mut A,
@@ -602,231 +602,4 @@ impl<'de> Visitor<'de> for Pair<'_, '_, '_> {
         }
         Ok(())
     }
-}
-
-/// The arguments object at the top of the body.
-struct ArgsObject<'c, 'i, 'o, 's> {
-    ctx: &'c mut Ctx<'i, 'o>,
-    sd: &'i StructDef,
-    seen: &'s mut Seen,
-}
-
-impl<'de> DeserializeSeed<'de> for ArgsObject<'_, '_, '_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ArgsObject<'_, '_, '_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object with the arguments")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        struct_members(self.ctx, self.sd, &mut map, self.seen)
-    }
-}
-
-/// Writes the arguments struct of `method` (not the message header) to `out`, from the JSON
-/// `body` (an object of arguments by name; empty means `{}`; see `MappingPolicy::body_arg`)
-/// and `extra` arguments given as text (path, query, headers), converted to their declared
-/// type: scalars from their text (binary = the text's bytes), others parsed as JSON.
-/// Required arguments and fields are checked before anything is sent. On error `out` is left
-/// as it was.
-pub fn json_to_args(
-    idl: &Idl,
-    method: &Method,
-    body: &[u8],
-    extra: &[(&str, &str)],
-    policy: &MappingPolicy,
-    proto: Protocol,
-    out: &mut Vec<u8>,
-) -> Result<(), MappingError> {
-    let start = out.len();
-    let mut ctx = Ctx {
-        idl,
-        policy,
-        w: Writer::new(proto, out),
-        depth: 0,
-        err: None,
-        path: Vec::new(),
-    };
-    let result = args(&mut ctx, method, body, extra);
-    match result {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let err = ctx.into_error(e);
-            out.truncate(start);
-            Err(err)
-        }
-    }
-}
-
-fn args<'i>(
-    ctx: &mut Ctx<'i, '_>,
-    method: &Method,
-    body: &[u8],
-    extra: &[(&str, &str)],
-) -> Result<(), serde_json::Error> {
-    let idl = ctx.idl;
-    let policy = ctx.policy;
-    let sd: &'i StructDef = idl.struct_def(method.args);
-    ctx.enter()?;
-    let saved = ctx.w.struct_begin();
-    let mut seen = Seen::new(sd.fields.len());
-    if !body.iter().all(u8::is_ascii_whitespace) {
-        let mut de = serde_json::Deserializer::from_slice(body);
-        match &policy.body_arg {
-            None => ArgsObject {
-                ctx: &mut *ctx,
-                sd,
-                seen: &mut seen,
-            }
-            .deserialize(&mut de)?,
-            Some(name) => {
-                let Some((i, f)) = sd.field_by_name(name) else {
-                    return Err(ctx.fail(format!("`{name}` is not an argument of {}", method.name)));
-                };
-                let mark = ctx.w.mark();
-                ctx.w.field_begin(f.ty.ttype(), f.id);
-                match (Value {
-                    ctx: &mut *ctx,
-                    ty: &f.ty,
-                })
-                .deserialize(&mut de)
-                {
-                    Ok(true) => seen.set(i),
-                    Ok(false) => ctx.w.rollback(mark),
-                    Err(e) => {
-                        ctx.path.push(PathSeg::Field(&f.name));
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        de.end()?;
-    }
-    for (name, value) in extra {
-        extra_arg(ctx, sd, &mut seen, name, value)?;
-    }
-    finish_struct(ctx, sd, &seen)?;
-    ctx.w.struct_end(saved);
-    ctx.leave();
-    Ok(())
-}
-
-fn extra_arg<'i>(
-    ctx: &mut Ctx<'i, '_>,
-    sd: &'i StructDef,
-    seen: &mut Seen,
-    name: &str,
-    value: &str,
-) -> Result<(), serde_json::Error> {
-    let Some((i, f)) = sd.field_by_name(name) else {
-        if ctx.policy.unknown_fields == UnknownFields::Ignore {
-            return Ok(());
-        }
-        return Err(ctx.fail(format!("unknown argument `{name}`")));
-    };
-    if seen.get(i) {
-        ctx.path.push(PathSeg::Field(&f.name));
-        return Err(ctx.fail("argument is given twice (body and request parameters)"));
-    }
-    let mark = ctx.w.mark();
-    ctx.w.field_begin(f.ty.ttype(), f.id);
-    let result = if is_scalar(&f.ty) {
-        match scalar_from_str(ctx, &f.ty, value, StrSource::Param) {
-            Ok(()) => Ok(true),
-            Err(m) => Err(ctx.fail(m)),
-        }
-    } else {
-        let mut de = serde_json::Deserializer::from_str(value);
-        (Value {
-            ctx: &mut *ctx,
-            ty: &f.ty,
-        })
-        .deserialize(&mut de)
-        .and_then(|w| de.end().map(|()| w))
-    };
-    match result {
-        Ok(true) => seen.set(i),
-        Ok(false) => ctx.w.rollback(mark),
-        Err(e) => {
-            ctx.path.push(PathSeg::Field(&f.name));
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
-/// Writes the result struct of `method` from JSON, for Thrift servers built on this crate
-/// (the demo service, tests): `exception_field: None` puts `json` in `success` (ignored for
-/// void methods), `Some(name)` puts it in the declared exception field `name`.
-pub fn json_to_result(
-    idl: &Idl,
-    method: &Method,
-    exception_field: Option<&str>,
-    json: &[u8],
-    policy: &MappingPolicy,
-    proto: Protocol,
-    out: &mut Vec<u8>,
-) -> Result<(), MappingError> {
-    let start = out.len();
-    let mut ctx = Ctx {
-        idl,
-        policy,
-        w: Writer::new(proto, out),
-        depth: 0,
-        err: None,
-        path: Vec::new(),
-    };
-    let result = result_struct(&mut ctx, method, exception_field, json);
-    match result {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let err = ctx.into_error(e);
-            out.truncate(start);
-            Err(err)
-        }
-    }
-}
-
-fn result_struct(
-    ctx: &mut Ctx<'_, '_>,
-    method: &Method,
-    field: Option<&str>,
-    json: &[u8],
-) -> Result<(), serde_json::Error> {
-    let idl = ctx.idl;
-    let sd = idl.struct_def(method.result);
-    ctx.enter()?;
-    let saved = ctx.w.struct_begin();
-    let name = field.unwrap_or("success");
-    match sd.field_by_name(name) {
-        Some((_, f)) if field.is_none() || f.id != 0 => {
-            let mut de = serde_json::Deserializer::from_slice(json);
-            let mark = ctx.w.mark();
-            ctx.w.field_begin(f.ty.ttype(), f.id);
-            match (Value {
-                ctx: &mut *ctx,
-                ty: &f.ty,
-            })
-            .deserialize(&mut de)
-            {
-                Ok(true) => {}
-                Ok(false) => ctx.w.rollback(mark),
-                Err(e) => {
-                    ctx.path.push(PathSeg::Field(&f.name));
-                    return Err(e);
-                }
-            }
-            de.end()?;
-        }
-        None if field.is_none() => {} // void
-        _ => return Err(ctx.fail(format!("`{name}` is not an exception of {}", method.name))),
-    }
-    ctx.w.struct_end(saved);
-    ctx.leave();
-    Ok(())
 }
