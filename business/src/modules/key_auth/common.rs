@@ -84,6 +84,8 @@ pub enum AuthError {
     UnknownApp,
     /// The encrypted body is not in the documented wire format (bad base64, too short).
     MalformedBody,
+    /// The encrypted body exceeds the module's `max_body_bytes`.
+    BodyTooLarge,
     /// AES-GCM authentication failed: tampered ciphertext or wrong key.
     DecryptFailed,
     /// The response could not be sealed (buffer too small; should not happen in a wired stage).
@@ -95,6 +97,7 @@ impl AuthError {
     pub fn status(self) -> u16 {
         match self {
             AuthError::MalformedBody | AuthError::DecryptFailed => 400,
+            AuthError::BodyTooLarge => 413,
             AuthError::ReplayCacheFull => 429,
             AuthError::EncryptFailed => 500,
             _ => 401,
@@ -121,6 +124,7 @@ impl AuthError {
             AuthError::TooLarge => "credentials_too_large",
             AuthError::UnknownApp => "app_unknown",
             AuthError::MalformedBody => "body_malformed",
+            AuthError::BodyTooLarge => "body_too_large",
             AuthError::DecryptFailed => "decrypt_failed",
             AuthError::EncryptFailed => "encrypt_failed",
         }
@@ -145,6 +149,7 @@ impl AuthError {
             AuthError::TooLarge => "credentials too large",
             AuthError::UnknownApp => "unknown app",
             AuthError::MalformedBody => "encrypted body is malformed",
+            AuthError::BodyTooLarge => "encrypted body too large",
             AuthError::DecryptFailed => "body could not be decrypted",
             AuthError::EncryptFailed => "response could not be encrypted",
         }
