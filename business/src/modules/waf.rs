@@ -1,1 +1,3 @@
 //! waf engine.
+
+pub(crate) mod decode;
