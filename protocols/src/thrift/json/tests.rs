@@ -11,7 +11,7 @@ use crate::thrift::idl::{Idl, IdlLimits};
 
 pub(crate) const TEST_IDL: &str = include_str!("../testdata/gatehouse_test.thrift");
 
-fn idl() -> Arc<Idl> {
+pub(super) fn idl() -> Arc<Idl> {
     Idl::build(
         &[("gatehouse_test.thrift".into(), TEST_IDL.into())],
         "gatehouse_test.thrift",
