@@ -42,6 +42,8 @@ pub use types::{
 #[cfg(test)]
 mod tests_chunked;
 #[cfg(test)]
+mod tests_limits;
+#[cfg(test)]
 mod tests_request;
 #[cfg(test)]
 mod tests_response;

@@ -28,7 +28,7 @@ pub struct RequestHead {
     pub query: Option<Span>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
-    /// Authority of an absolute-form target if there is one, else the Host value (may be empty
+    /// Authority of an absolute-form or CONNECT target if there is one, else the Host value (may be empty
     /// per RFC 9112 §3.2), else None (HTTP/1.0 without Host).
     pub host: Option<Span>,
     pub body: BodyKind,

@@ -11,7 +11,8 @@ pub(crate) struct TargetParts {
     pub path: Span,
     /// Query after '?', without it.
     pub query: Option<Span>,
-    /// Authority of an absolute-form target (replaces Host, RFC 9112 §3.2.2).
+    /// Authority of an absolute-form or authority-form (CONNECT) target; it replaces Host
+    /// (RFC 9112 §3.2.2-3.2.3).
     pub authority: Option<Span>,
 }
 
@@ -36,7 +37,7 @@ pub(crate) fn parse_target(
         return Ok(TargetParts {
             path: Span::new(base, 0),
             query: None,
-            authority: None,
+            authority: Some(target),
         });
     }
     if t.first() == Some(&b'/') {
@@ -233,7 +234,7 @@ mod tests {
         assert_eq!(parts(b"*", Method::Get), Err("bad_target"));
         assert_eq!(
             parts(b"ex.com:443", Method::Connect),
-            Ok((vec![], None, None))
+            Ok((vec![], None, Some(b"ex.com:443".to_vec())))
         );
         assert_eq!(parts(b"ex.com", Method::Connect), Err("bad_target"));
         assert_eq!(parts(b"/p", Method::Connect), Err("bad_target"));
