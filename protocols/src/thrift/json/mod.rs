@@ -17,6 +17,8 @@ mod to_thrift;
 mod interop;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reply;
 
 use std::fmt;
 
