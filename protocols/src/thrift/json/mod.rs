@@ -14,6 +14,8 @@ mod to_json;
 mod to_thrift;
 
 #[cfg(test)]
+mod alloc_tests;
+#[cfg(test)]
 mod interop;
 #[cfg(test)]
 mod tests;
