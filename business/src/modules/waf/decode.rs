@@ -28,6 +28,32 @@ pub fn percent_decode(src: &[u8], plus_as_space: bool, out: &mut [u8]) -> usize 
     n
 }
 
+/// [`percent_decode`] of `buf[..len]` into itself, for a further decoding pass: the write
+/// position never passes the read position. Returns the new length.
+pub fn percent_decode_in_place(buf: &mut [u8], len: usize, plus_as_space: bool) -> usize {
+    let len = len.min(buf.len());
+    let mut i = 0;
+    let mut n = 0;
+    while let Some(&b) = buf.get(i).filter(|_| i < len) {
+        let (byte, used) = match b {
+            b'%' if i + 2 < len => {
+                match (buf.get(i + 1).and_then(hex), buf.get(i + 2).and_then(hex)) {
+                    (Some(h), Some(l)) => (h << 4 | l, 3),
+                    _ => (b'%', 1),
+                }
+            }
+            b'+' if plus_as_space => (b' ', 1),
+            _ => (b, 1),
+        };
+        if let Some(slot) = buf.get_mut(n) {
+            *slot = byte;
+        }
+        n += 1;
+        i += used;
+    }
+    n
+}
+
 /// True when [`percent_decode`] would change `src` (lets callers skip a second pass).
 pub fn needs_decoding(src: &[u8], plus_as_space: bool) -> bool {
     src.iter()
@@ -78,6 +104,27 @@ mod tests {
         assert_eq!(percent_decode(b"abcdef", false, &mut buf), 2);
         assert_eq!(&buf, b"ab");
         assert_eq!(percent_decode(b"", false, &mut buf), 0);
+    }
+
+    #[test]
+    fn in_place_pass_matches_the_copying_one() {
+        for s in [
+            "%252e%252e%252f",
+            "a%2Bb+c",
+            "100%",
+            "%4",
+            "%41%4",
+            "plain",
+            "%%41",
+        ] {
+            let mut buf = s.as_bytes().to_vec();
+            let n = percent_decode_in_place(&mut buf, s.len(), true);
+            assert_eq!(&buf[..n], &dec(s, true)[..], "{s}");
+        }
+        let mut twice = b"%252e%252e%252f".to_vec();
+        let n = percent_decode_in_place(&mut twice, 15, false);
+        let n = percent_decode_in_place(&mut twice, n, false);
+        assert_eq!(&twice[..n], b"../");
     }
 
     #[test]
