@@ -73,6 +73,32 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Checks a configured set of limits; the message names the knob (for config validation).
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.max_frame == 0 || self.max_frame > i32::MAX as usize {
+            return Err("max_frame must be between 1 and 2147483647");
+        }
+        if self.max_string == 0 {
+            return Err("max_string must be at least 1");
+        }
+        if self.max_depth < 2 || self.max_depth > 1024 {
+            // Level 1 is the arguments struct; the readers recurse once per level.
+            return Err("max_depth must be between 2 and 1024");
+        }
+        Ok(())
+    }
+}
+
+/// Bytes the sequence id takes in a message header: 4 in binary, 1 to 5 (a varint of the id
+/// as u32) in compact. A pool that picks ids of the caller's width can always rewrite in place.
+pub fn seqid_len(proto: Protocol, seqid: i32) -> usize {
+    match proto {
+        Protocol::Binary => 4,
+        Protocol::Compact => writer::encode_varint32(seqid as u32, &mut [0u8; 5]),
+    }
+}
+
 /// The four Thrift message types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageType {

@@ -544,3 +544,47 @@ fn message_over_the_limit_is_not_written() {
     assert!(matches!(err, ThriftError::FrameTooLarge { .. }));
     assert_eq!(out, [1, 2]);
 }
+
+#[test]
+fn limits_validate_and_seqid_widths() {
+    assert_eq!(Limits::default().validate(), Ok(()));
+    assert!(Limits {
+        max_depth: 1,
+        ..Limits::default()
+    }
+    .validate()
+    .is_err());
+    assert!(Limits {
+        max_frame: usize::MAX,
+        ..Limits::default()
+    }
+    .validate()
+    .is_err());
+    assert!(Limits {
+        max_string: 0,
+        ..Limits::default()
+    }
+    .validate()
+    .is_err());
+    assert_eq!(seqid_len(Protocol::Binary, -1), 4);
+    for (id, len) in [
+        (0, 1),
+        (127, 1),
+        (128, 2),
+        (16_383, 2),
+        (16_384, 3),
+        (i32::MAX, 5),
+        (-1, 5),
+    ] {
+        assert_eq!(seqid_len(Protocol::Compact, id), len, "{id}");
+        let msg = sample_call(Protocol::Compact, Transport::Buffered, id);
+        let h = read_message_header(
+            Protocol::Compact,
+            Transport::Buffered,
+            &msg,
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(h.seqid_at.len(), len);
+    }
+}
