@@ -21,15 +21,16 @@
 //! request; the first blocking hit ends the scan. Built-in sets are data files in `waf/sets/`
 //! (see [`sets`]); the false-positive corpus in `waf/corpus.txt` guards them.
 
+mod compile;
 pub(crate) mod decode;
 mod sets;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind as AcMatchKind};
+use aho_corasick::AhoCorasick;
+use compile::{alternation, check_regex, parse_targets, Builder};
 use conf::ConfigError;
 use decode::{needs_decoding, percent_decode, percent_decode_in_place};
 use regex_automata::meta::{Cache, Regex};
-use regex_automata::util::syntax;
-use regex_automata::{Input, MatchKind, PatternSet};
+use regex_automata::{Input, PatternSet};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,18 +139,18 @@ pub enum Target {
     Body,
 }
 
-const T_PATH: u8 = 1;
-const T_QUERY: u8 = 2;
-const T_BODY: u8 = 4;
-const T_ALL_HEADERS: u8 = 8;
+pub(super) const T_PATH: u8 = 1;
+pub(super) const T_QUERY: u8 = 2;
+pub(super) const T_BODY: u8 = 4;
+pub(super) const T_ALL_HEADERS: u8 = 8;
 
 #[derive(Debug)]
-struct Rule {
-    id: Box<str>,
-    action: Action,
-    mask: u8,
+pub(super) struct Rule {
+    pub(super) id: Box<str>,
+    pub(super) action: Action,
+    pub(super) mask: u8,
     /// Lowercased header names this rule looks at (besides `T_ALL_HEADERS`).
-    headers: Box<[Box<str>]>,
+    pub(super) headers: Box<[Box<str>]>,
 }
 
 impl Rule {
@@ -172,17 +173,17 @@ impl Rule {
 /// The compiled rules of one `waf` module version; shared read-only by every core.
 #[derive(Debug)]
 pub struct WafEngine {
-    id: u64,
-    rules: Box<[Rule]>,
-    hits: Box<[AtomicU64]>,
-    regex: Option<Regex>,
-    regex_rule: Box<[usize]>,
-    keywords: Option<AhoCorasick>,
-    keyword_rule: Box<[usize]>,
-    all_headers: bool,
-    header_names: Box<[Box<str>]>,
-    body_limit: usize,
-    decode_passes: u8,
+    pub(super) id: u64,
+    pub(super) rules: Box<[Rule]>,
+    pub(super) hits: Box<[AtomicU64]>,
+    pub(super) regex: Option<Regex>,
+    pub(super) regex_rule: Box<[usize]>,
+    pub(super) keywords: Option<AhoCorasick>,
+    pub(super) keyword_rule: Box<[usize]>,
+    pub(super) all_headers: bool,
+    pub(super) header_names: Box<[Box<str>]>,
+    pub(super) body_limit: usize,
+    pub(super) decode_passes: u8,
 }
 
 /// Per-core working memory for [`WafEngine::check`] (see [`WafEngine::scratch`]).
@@ -223,7 +224,7 @@ pub struct WafVerdict<'e> {
     pub logged: u32,
 }
 
-static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
+pub(super) static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
 
 impl WafEngine {
     pub fn compile(cfg: &WafConfig) -> Result<WafEngine, ConfigError> {
@@ -470,155 +471,6 @@ impl WafEngine {
     pub fn rule_count(&self) -> usize {
         self.rules.len()
     }
-}
-
-/// Gathers rules and their patterns before building the two automata.
-#[derive(Default)]
-struct Builder {
-    rules: Vec<Rule>,
-    regexes: Vec<String>,
-    regex_rule: Vec<usize>,
-    keywords: Vec<String>,
-    keyword_rule: Vec<usize>,
-}
-
-impl Builder {
-    fn add(
-        &mut self,
-        id: &str,
-        action: Action,
-        (mask, headers): (u8, Vec<Box<str>>),
-        regex: Option<String>,
-        keywords: &[String],
-    ) {
-        let idx = self.rules.len();
-        if let Some(re) = regex {
-            self.regexes.push(re);
-            self.regex_rule.push(idx);
-        }
-        for k in keywords {
-            self.keywords.push(k.clone());
-            self.keyword_rule.push(idx);
-        }
-        self.rules.push(Rule {
-            id: id.into(),
-            action,
-            mask,
-            headers: headers.into_boxed_slice(),
-        });
-    }
-
-    fn finish(self, body_limit: usize, decode_passes: u8) -> Result<WafEngine, ConfigError> {
-        let regex = if self.regexes.is_empty() {
-            None
-        } else {
-            Some(build_regex(&self.regexes).map_err(|m| ConfigError::new("rules", m))?)
-        };
-        let keywords = if self.keywords.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(AcMatchKind::Standard)
-                    .build(&self.keywords)
-                    .map_err(|e| ConfigError::new("rules", format!("keywords: {e}")))?,
-            )
-        };
-        let all_headers = self.rules.iter().any(|r| r.mask & T_ALL_HEADERS != 0);
-        let mut header_names: Vec<Box<str>> = self
-            .rules
-            .iter()
-            .flat_map(|r| r.headers.iter().cloned())
-            .collect();
-        header_names.sort();
-        header_names.dedup();
-        Ok(WafEngine {
-            id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
-            hits: self.rules.iter().map(|_| AtomicU64::new(0)).collect(),
-            rules: self.rules.into_boxed_slice(),
-            regex,
-            regex_rule: self.regex_rule.into_boxed_slice(),
-            keywords,
-            keyword_rule: self.keyword_rule.into_boxed_slice(),
-            all_headers,
-            header_names: header_names.into_boxed_slice(),
-            body_limit,
-            decode_passes,
-        })
-    }
-}
-
-fn syntax_config() -> syntax::Config {
-    // Byte mode: inputs are arbitrary bytes, and ASCII classes keep the lazy DFA fast.
-    syntax::Config::new().unicode(false).utf8(false)
-}
-
-fn build_regex(patterns: &[String]) -> Result<Regex, String> {
-    Regex::builder()
-        .syntax(syntax_config())
-        .configure(
-            Regex::config()
-                .match_kind(MatchKind::All)
-                .utf8_empty(false)
-                .which_captures(regex_automata::nfa::thompson::WhichCaptures::None),
-        )
-        .build_many(patterns)
-        .map_err(|e| e.to_string())
-}
-
-/// A custom regex alone: it must compile and must not match the empty input (it would hit
-/// every request).
-fn check_regex(pattern: &str) -> Result<(), String> {
-    let re = Regex::builder()
-        .syntax(syntax_config())
-        .build(pattern)
-        .map_err(|e| format!("invalid regex: {e}"))?;
-    if re.is_match(Input::new(b"")) {
-        return Err("matches the empty string, so it would hit every request".into());
-    }
-    Ok(())
-}
-
-fn alternation(parts: &[String]) -> String {
-    parts
-        .iter()
-        .map(|p| format!("(?:{p})"))
-        .collect::<Vec<_>>()
-        .join("|")
-}
-
-/// `path`, `query`, `body`, `headers`, `header:<name>` → mask and header names.
-fn parse_targets(list: &[String]) -> Result<(u8, Vec<Box<str>>), String> {
-    if list.is_empty() {
-        return Err("list at least one target".into());
-    }
-    let mut mask = 0;
-    let mut headers = Vec::new();
-    for t in list {
-        match t.as_str() {
-            "path" => mask |= T_PATH,
-            "query" => mask |= T_QUERY,
-            "body" => mask |= T_BODY,
-            "headers" => mask |= T_ALL_HEADERS,
-            other => match other.strip_prefix("header:") {
-                Some(name)
-                    if !name.is_empty()
-                        && name
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) =>
-                {
-                    headers.push(name.to_ascii_lowercase().into())
-                }
-                _ => {
-                    return Err(format!(
-                        "`{t}`: targets are path, query, body, headers, header:<name>"
-                    ))
-                }
-            },
-        }
-    }
-    Ok((mask, headers))
 }
 
 #[cfg(test)]
