@@ -35,6 +35,8 @@ pub enum ThriftError {
     /// Compact protocol: the new sequence id needs a different number of varint bytes, so the
     /// message cannot be patched in place (use `codec::rewrite_seqid_into`).
     SeqidWidthChanged { old: u8, new: u8 },
+    /// The JSON written from a reply would exceed `MappingPolicy::max_json_bytes`.
+    JsonTooLarge { max: usize },
     /// The message is well formed but not what the caller expected (a reply for another
     /// method, a call where a reply was due, a field of the wrong type in a container, ...).
     Unexpected(&'static str),
@@ -70,6 +72,7 @@ impl fmt::Display for ThriftError {
                     "sequence id needs {new} varint bytes, the message has {old}"
                 )
             }
+            Self::JsonTooLarge { max } => write!(f, "JSON answer exceeds the limit of {max} bytes"),
             Self::Unexpected(what) => f.write_str(what),
         }
     }

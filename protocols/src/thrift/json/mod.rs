@@ -56,6 +56,10 @@ pub struct MappingPolicy {
     pub body_arg: Option<String>,
     /// Bounds on strings, containers, nesting and the size of the written message.
     pub limits: Limits,
+    /// Largest JSON answer written from one reply. Default 64 MiB: JSON can be far larger
+    /// than compact Thrift (a 1-byte enum becomes its name), so `max_frame` alone does not
+    /// bound it.
+    pub max_json_bytes: usize,
 }
 
 impl Default for MappingPolicy {
@@ -66,6 +70,7 @@ impl Default for MappingPolicy {
             args_required_by_default: true,
             body_arg: None,
             limits: Limits::default(),
+            max_json_bytes: 64 << 20,
         }
     }
 }

@@ -203,3 +203,43 @@ fn hostile_replies_cost_no_allocation() {
     let err = reply_to_json(&idl, m, Protocol::Compact, &msg, &p, &mut out).unwrap_err();
     assert_eq!(err, ThriftError::NegativeSize(-1));
 }
+
+#[test]
+fn json_answers_are_capped() {
+    let small = MappingPolicy {
+        max_json_bytes: 64,
+        ..MappingPolicy::default()
+    };
+    for proto in PROTOS {
+        let idl = idl();
+        let echo = method(&idl, "echo");
+        let mut reply = Vec::new();
+        let big = json!({"nested": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26]]});
+        encode_json_reply(
+            &idl,
+            echo,
+            1,
+            None,
+            &serde_json::to_vec(&big).unwrap(),
+            &small,
+            proto,
+            Transport::Buffered,
+            &mut reply,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let err = reply_to_json(&idl, echo, proto, &reply, &small, &mut out).unwrap_err();
+        assert_eq!(err, ThriftError::JsonTooLarge { max: 64 });
+        assert!(out.is_empty());
+        reply_to_json(
+            &idl,
+            echo,
+            proto,
+            &reply,
+            &MappingPolicy::default(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(serde_json::from_slice::<J>(&out).unwrap(), big);
+    }
+}

@@ -22,7 +22,13 @@ pub fn reply_to_json<'i>(
     out: &mut Vec<u8>,
 ) -> Result<ReplyKind<'i>, ThriftError> {
     let start = out.len();
-    let mut j = JsonOut { idl, policy, out };
+    let cap = out.len().saturating_add(policy.max_json_bytes);
+    let mut j = JsonOut {
+        idl,
+        policy,
+        out,
+        cap,
+    };
     let result = j.reply(method, proto, reply);
     if result.is_err() {
         out.truncate(start);
@@ -52,10 +58,12 @@ pub fn args_to_json(
         if !matches!(h.mtype, MessageType::Call | MessageType::Oneway) {
             return Err(ThriftError::Unexpected("expected a call"));
         }
+        let cap = start.saturating_add(policy.max_json_bytes);
         JsonOut {
             idl,
             policy,
             out: &mut *out,
+            cap,
         }
         .value(&mut r, &Ty::Struct(method.args))?;
         Ok(h)
@@ -81,6 +89,8 @@ struct JsonOut<'a, 'i> {
     idl: &'i Idl,
     policy: &'a MappingPolicy,
     out: &'a mut Vec<u8>,
+    /// `out.len()` past which `max_json_bytes` is exceeded.
+    cap: usize,
 }
 
 impl<'i> JsonOut<'_, 'i> {
@@ -137,6 +147,13 @@ impl<'i> JsonOut<'_, 'i> {
     }
 
     fn value(&mut self, r: &mut Reader<'_>, ty: &Ty) -> Result<(), ThriftError> {
+        // Checked per value: one value adds at most a few times its wire size (strings and
+        // binaries are bounded by max_string), so the overshoot stays small.
+        if self.out.len() > self.cap {
+            return Err(ThriftError::JsonTooLarge {
+                max: self.policy.max_json_bytes,
+            });
+        }
         match ty {
             Ty::Bool => {
                 let v = r.read_bool()?;
