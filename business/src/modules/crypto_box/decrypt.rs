@@ -436,4 +436,15 @@ keys = { app1 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", app2 = "H4eHh4eH
         assert!(!format!("{bad:?}").contains("AAAA"), "keys never printed");
         assert!(toml::from_str::<DecryptConfig>("encoding = \"hex\"").is_err());
     }
+
+    #[test]
+    fn documented_test_vector_opens() {
+        let m = module(BodyEncoding::Base64);
+        let app = m.app_key(&req("app1")).unwrap();
+        let mut body = b"CQkJCQkJCQkJCQkJyDppVujqLdDzMwHJm+upfRnAMRcjRGEVO+zX7/Ax".to_vec();
+        assert_eq!(
+            m.open_request(app, &mut body).unwrap(),
+            br#"{"amount":100}"#
+        );
+    }
 }

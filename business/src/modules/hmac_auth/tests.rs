@@ -337,3 +337,20 @@ fn config_defaults_and_errors() {
     );
     assert!(toml::from_str::<HmacAuthConfig>("when_full = \"drop\"").is_err());
 }
+
+#[test]
+fn documented_worked_example_verifies() {
+    let (m, idx) = setup();
+    let now = 1_700_000_000; // Tue, 14 Nov 2023 22:13:20 GMT, 5 s after the example's date
+    let req = TestRequest::new("POST", "/orders?id=7")
+        .with("Date", "Tue, 14 Nov 2023 22:13:15 GMT")
+        .with("X-Nonce", "6f1c2b7a9d3e4f50")
+        .with("Digest", "SHA-256=vHlB39UT0/KDXUZX5Su9O9WV3NTPa+Ezu9WqOwubvZg=")
+        .with(
+            "Authorization",
+            r#"hmac-auth-v1 keyId="acme-hmac-1",algorithm="hmac-sha256",headers="(request-target) date x-nonce digest",signature="DbEifnBCRd6BcFa5N0OWe34nqBC5a0xTYPxGtr1r4OY=""#,
+        );
+    let mut body = m.authenticate(&req, &idx, now, true).unwrap().body.unwrap();
+    body.update(br#"{"item":42}"#);
+    assert_eq!(body.finish(), Ok(()));
+}

@@ -192,3 +192,16 @@ fn config_defaults_and_errors() {
         "secrets never printed"
     );
 }
+
+#[test]
+fn documented_worked_example_verifies() {
+    let (m, _) = setup();
+    let req = TestRequest::new("POST", "/v1/pay?x=1")
+        .with("X-App-Id", "app1")
+        .with("X-Timestamp", "1700000000")
+        .with(
+            "X-Signature",
+            "7T0BItKEvRU+M5IcSCQUGOp/ZlOdZ/d5Yim6YuA+o4w=",
+        );
+    assert_eq!(m.verify(&req, br#"{"amount":100}"#, NOW + 10), Ok(()));
+}
