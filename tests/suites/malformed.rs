@@ -1,0 +1,1 @@
+//! The `malformed` end-to-end suite (being written; see tests/Cargo.toml).

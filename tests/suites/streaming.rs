@@ -1,0 +1,1 @@
+//! The `streaming` end-to-end suite (being written; see tests/Cargo.toml).
