@@ -322,6 +322,11 @@ fn serve_conn(s: TcpStream, conn: usize, inner: &Inner) -> io::Result<()> {
                 return Ok(());
             }
         };
+        let mut resp = resp;
+        if minor == 0 && matches!(resp.frame, Frame::Chunked(_)) {
+            // Like real servers: no chunked coding towards an HTTP/1.0 peer.
+            resp.frame = Frame::Close;
+        }
         if !write_response(&mut rd.stream, &resp, is_head, minor)? {
             // Let the bytes leave before the reset discards the send queue.
             thread::sleep(Duration::from_millis(50));

@@ -76,6 +76,12 @@ impl Request {
         }
     }
 
+    /// `Transfer-Encoding: chunked` (and nothing else).
+    pub fn has_chunked_te(&self) -> bool {
+        let te = self.headers_named("transfer-encoding");
+        te.len() == 1 && te[0].trim().eq_ignore_ascii_case("chunked")
+    }
+
     pub fn expects_continue(&self) -> bool {
         self.minor == 1
             && self
