@@ -8,7 +8,7 @@
 //! through one 16 KiB buffer per direction.
 
 use crate::forward::{write_request_head, write_response_head, ClientConn, RequestRewrite};
-use crate::io::{read_into, would_block, write_some};
+use crate::io::{read_into, would_block, write_some, write_two};
 use crate::session::{Body, Exchange, Phase, RespPhase, Session};
 use business::{CoreState, Flow, Request, Snapshot};
 use components::HttpPool;
@@ -113,45 +113,50 @@ fn recycle(mut ex: Box<Exchange>, env: &mut Env) {
     env.free_ex.push(ex);
 }
 
-/// Writes queued answers, then approved response body bytes, to the client.
+/// Writes queued answers, then approved response body bytes, to the client, in one
+/// `writev` when both are pending.
+///
+/// A short write means the socket buffer is full: with edge-triggered readiness a new
+/// event arrives once it drains, so the flag is cleared without a `WouldBlock` round trip.
 fn flush_client(s: &mut Session, env: &mut Env) -> Step {
     let mut progress = false;
     while s.writable {
-        let data: &[u8] = match (&s.cout, &s.ex) {
-            (Some(c), _) if !c.is_empty() => c,
-            (_, Some(ex)) if ex.fwd_resp > 0 => match &ex.uin {
-                Some(u) => &u[..ex.fwd_resp],
-                None => break,
-            },
-            _ => break,
+        let head: &[u8] = s.cout.as_deref().map_or(&[], |c| &c[..]);
+        let body: &[u8] = match &s.ex {
+            Some(ex) if ex.fwd_resp > 0 => ex.uin.as_deref().map_or(&[], |u| &u[..ex.fwd_resp]),
+            _ => &[],
         };
-        match write_some(&mut s.stream, data) {
+        let total = head.len() + body.len();
+        if total == 0 {
+            break;
+        }
+        let head_len = head.len();
+        match write_two(&mut s.stream, head, body) {
             Ok(n) => {
                 progress = true;
                 s.client_activity = env.now;
-                match &mut s.cout {
-                    Some(c) if !c.is_empty() => {
-                        let _ = bytes::Buf::advance(&mut **c, n);
-                    }
-                    _ => {
-                        if let Some(ex) = s.ex.as_mut() {
-                            if let Some(u) = ex.uin.as_mut() {
-                                bytes::Buf::advance(&mut **u, n);
-                            }
-                            ex.fwd_resp -= n;
+                let from_head = n.min(head_len);
+                if let Some(c) = s.cout.as_mut() {
+                    bytes::Buf::advance(&mut **c, from_head);
+                }
+                let from_body = n - from_head;
+                if from_body > 0 {
+                    if let Some(ex) = s.ex.as_mut() {
+                        if let Some(u) = ex.uin.as_mut() {
+                            bytes::Buf::advance(&mut **u, from_body);
                         }
+                        ex.fwd_resp -= from_body;
                     }
+                }
+                if n < total {
+                    s.writable = false;
                 }
             }
             Err(e) if would_block(&e) => s.writable = false,
             Err(_) => return Step::Close,
         }
     }
-    if progress {
-        Step::Progress
-    } else {
-        Step::Idle
-    }
+    step(progress)
 }
 
 fn cout_pending(s: &Session) -> usize {
@@ -199,7 +204,11 @@ fn head_step(s: &mut Session, env: &mut Env) -> Step {
             s.read_closed = true;
             Step::Progress
         }
-        Ok(_) => {
+        Ok(n) => {
+            // A short read drained the socket: the next edge will say when more arrives.
+            if n < room && !s.rdhup {
+                s.readable = false;
+            }
             if s.head_started == 0 {
                 s.head_started = env.now;
             }
@@ -467,8 +476,12 @@ fn proxy_step(s: &mut Session, env: &mut Env) -> Step {
     let head_len = ex.uout.as_ref().map_or(0, |u| u.len());
     while ex.uout_sent < head_len && conn.writable {
         let Some(uout) = ex.uout.as_ref() else { break };
-        match write_some(&mut conn.stream, &uout[ex.uout_sent..]) {
+        let pending = &uout[ex.uout_sent..];
+        match write_some(&mut conn.stream, pending) {
             Ok(n) => {
+                if n < pending.len() {
+                    conn.writable = false;
+                }
                 ex.uout_sent += n;
                 ex.up_activity = env.now;
                 progress = true;
@@ -496,6 +509,9 @@ fn proxy_step(s: &mut Session, env: &mut Env) -> Step {
             while ex.fwd_req > 0 && conn.writable {
                 match write_some(&mut conn.stream, &cin[..ex.fwd_req]) {
                     Ok(n) => {
+                        if n < ex.fwd_req {
+                            conn.writable = false;
+                        }
                         bytes::Buf::advance(&mut **cin, n);
                         ex.fwd_req -= n;
                         ex.up_activity = env.now;
@@ -516,7 +532,10 @@ fn proxy_step(s: &mut Session, env: &mut Env) -> Step {
                         s.read_closed = true;
                         return Step::Close;
                     }
-                    Ok(_) => {
+                    Ok(n) => {
+                        if n < room && !s.rdhup {
+                            s.readable = false;
+                        }
                         s.client_activity = env.now;
                         progress = true;
                     }
@@ -539,7 +558,10 @@ fn proxy_step(s: &mut Session, env: &mut Env) -> Step {
         if room > 0 {
             match read_into(&conn.stream, uin, room) {
                 Ok(0) => return upstream_eof(s, env),
-                Ok(_) => {
+                Ok(n) => {
+                    if n < room && !conn.rdhup {
+                        conn.readable = false;
+                    }
                     ex.resp_started = true;
                     ex.up_activity = env.now;
                     progress = true;

@@ -45,6 +45,26 @@ pub fn write_some<W: Write>(w: &mut W, data: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// Writes what it can of `a` then `b` in one `writev`, so a rewritten head and the body
+/// bytes behind it leave in one syscall.
+pub fn write_two<W: Write>(w: &mut W, a: &[u8], b: &[u8]) -> io::Result<usize> {
+    if a.is_empty() {
+        return write_some(w, b);
+    }
+    if b.is_empty() {
+        return write_some(w, a);
+    }
+    let bufs = [io::IoSlice::new(a), io::IoSlice::new(b)];
+    loop {
+        match w.write_vectored(&bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 pub fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }

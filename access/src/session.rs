@@ -31,6 +31,9 @@ pub struct Session {
     pub writable: bool,
     /// The client sent FIN: nothing more will be read.
     pub read_closed: bool,
+    /// An event reported the peer's FIN: reads go on to end of stream even after a short
+    /// read (a short read normally means "drained, wait for the next edge").
+    pub rdhup: bool,
     pub phase: Phase,
     /// Bytes read from the client, not yet consumed.
     pub cin: Option<PooledBuf>,
@@ -172,6 +175,7 @@ impl Session {
             readable: false,
             writable: true,
             read_closed: false,
+            rdhup: false,
             phase: Phase::Head,
             cin: None,
             cout: None,

@@ -53,7 +53,7 @@ pub struct Worker {
     rid_counter: u64,
     stopping: bool,
     stop_deadline: u64,
-    ready: Vec<(Token, bool, bool)>,
+    ready: Vec<(Token, bool, bool, bool)>,
     again: Vec<usize>,
     expired: Vec<Entry>,
     tasks: Vec<Task>,
@@ -163,12 +163,16 @@ impl Worker {
             for e in events.iter() {
                 let readable = e.is_readable() || e.is_read_closed() || e.is_error();
                 let writable = e.is_writable() || e.is_write_closed() || e.is_error();
-                self.ready
-                    .push((Token::from(e.token()), readable, writable));
+                self.ready.push((
+                    Token::from(e.token()),
+                    readable,
+                    writable,
+                    e.is_read_closed(),
+                ));
             }
             for i in 0..self.ready.len() {
-                let (token, r, w) = self.ready[i];
-                self.dispatch(token, r, w);
+                let (token, r, w, hup) = self.ready[i];
+                self.dispatch(token, r, w, hup);
             }
             if !self.again.is_empty() {
                 let again = std::mem::take(&mut self.again);
@@ -201,7 +205,7 @@ impl Worker {
         }
     }
 
-    fn dispatch(&mut self, token: Token, readable: bool, writable: bool) {
+    fn dispatch(&mut self, token: Token, readable: bool, writable: bool, rdhup: bool) {
         match token.kind() {
             Kind::Listener => self.accept(token.index()),
             Kind::Client => {
@@ -209,14 +213,18 @@ impl Worker {
                 if let Some(s) = self.sessions.get_mut(sid) {
                     s.readable |= readable;
                     s.writable |= writable;
+                    s.rdhup |= rdhup;
                     self.drive(sid);
                 }
             }
             Kind::Upstream => {
-                if let Some(owner) =
-                    self.pool
-                        .on_event(self.poll.registry(), token.index(), readable, writable)
-                {
+                if let Some(owner) = self.pool.on_event(
+                    self.poll.registry(),
+                    token.index(),
+                    readable,
+                    writable,
+                    rdhup,
+                ) {
                     self.drive(owner);
                 }
             }

@@ -39,6 +39,8 @@ pub struct UpConn {
     /// Edge-triggered readiness, cleared when an operation returns `WouldBlock`.
     pub readable: bool,
     pub writable: bool,
+    /// An event reported the peer's FIN (see the session's flag of the same name).
+    pub rdhup: bool,
 }
 
 /// Counters for metrics.
@@ -128,6 +130,7 @@ impl HttpPool {
             served: 0,
             readable: false,
             writable: false,
+            rdhup: false,
         });
         self.stats.busy += 1;
         self.stats.connects += 1;
@@ -190,10 +193,14 @@ impl HttpPool {
         key: usize,
         readable: bool,
         writable: bool,
+        rdhup: bool,
     ) -> Option<usize> {
         let c = self.conns.get_mut(key)?;
         if readable {
             c.readable = true;
+        }
+        if rdhup {
+            c.rdhup = true;
         }
         if writable {
             c.writable = true;
@@ -365,6 +372,7 @@ mod tests {
                     t.index(),
                     e.is_readable() || e.is_read_closed(),
                     e.is_writable(),
+                    e.is_read_closed(),
                 );
             }
         }

@@ -25,6 +25,9 @@ pub struct TimerWheel {
     /// The last tick whose slot has been scanned.
     cursor: u64,
     len: usize,
+    /// No slot before this tick holds an entry, so the loop can sleep until then without
+    /// scanning empty slots on every iteration.
+    hint: u64,
 }
 
 impl TimerWheel {
@@ -33,6 +36,7 @@ impl TimerWheel {
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
             cursor: now / TICK_MS,
             len: 0,
+            hint: u64::MAX,
         }
     }
 
@@ -52,6 +56,7 @@ impl TimerWheel {
         let tick = deadline.div_ceil(TICK_MS).max(self.cursor + 1);
         self.slots[(tick as usize) & (SLOTS - 1)].push(Entry { token, deadline });
         self.len += 1;
+        self.hint = self.hint.min(tick);
     }
 
     /// Moves every entry due at or before `now` into `out`.
@@ -79,22 +84,29 @@ impl TimerWheel {
             }
         }
         self.cursor = now_tick;
+        if self.hint <= now_tick {
+            self.hint = self.first_busy_tick();
+        }
+    }
+
+    /// The first tick after the cursor whose slot holds an entry (one rotation at most).
+    fn first_busy_tick(&self) -> u64 {
+        if self.len == 0 {
+            return u64::MAX;
+        }
+        (1..=SLOTS as u64)
+            .map(|i| self.cursor + i)
+            .find(|&t| !self.slots[(t as usize) & (SLOTS - 1)].is_empty())
+            .unwrap_or(u64::MAX)
     }
 
     /// Milliseconds until the next slot that holds an entry, capped at `max`, so the poll
-    /// timeout wakes the loop in time without scanning idle slots in a busy loop.
+    /// timeout wakes the loop in time; O(1), since the first busy slot is tracked.
     pub fn next_timeout(&self, now: u64, max: u64) -> u64 {
-        if self.len == 0 {
+        if self.hint == u64::MAX {
             return max;
         }
-        let limit = (max / TICK_MS + 1).min(SLOTS as u64);
-        for i in 1..=limit {
-            let tick = self.cursor + i;
-            if !self.slots[(tick as usize) & (SLOTS - 1)].is_empty() {
-                return (tick * TICK_MS).saturating_sub(now).min(max);
-            }
-        }
-        max
+        (self.hint * TICK_MS).saturating_sub(now).min(max)
     }
 }
 
@@ -160,5 +172,13 @@ mod tests {
         w.schedule(1, 40);
         let t = w.next_timeout(0, 500);
         assert!((40..=48).contains(&t), "{t}");
+        let mut out = Vec::new();
+        w.expire(48, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(w.next_timeout(48, 500), 500, "nothing left to wait for");
+        w.schedule(2, 5000);
+        w.schedule(3, 200);
+        let t = w.next_timeout(48, 10_000);
+        assert!((150..=160).contains(&t), "{t}");
     }
 }
