@@ -414,6 +414,19 @@ mod tests {
     }
 
     #[test]
+    fn decisions_do_not_allocate() {
+        let mut b = breaker(|c| c.consecutive_failures = 3);
+        let (n, _) = crate::modules::ip_list::tests::allocations_during(|| {
+            for t in 0..1000 {
+                if b.allow(t) {
+                    b.record(t, t % 3 != 0);
+                }
+            }
+        });
+        assert_eq!(n, 0);
+    }
+
+    #[test]
     fn documented_example_compiles() {
         let cfg: BreakerConfig = crate::modules::ip_list::tests::doc_example(
             "circuit_breaker",

@@ -286,3 +286,24 @@ fn documented_example_compiles() {
         Some(&b"true"[..])
     );
 }
+
+#[test]
+fn answers_do_not_allocate() {
+    let e = engine(|c| {
+        c.allow_origins.push("https://*.example.com".into());
+        c.allow_headers = vec!["Content-Type".into()];
+        c.allow_credentials = true;
+    });
+    let (n, ok) = crate::modules::ip_list::tests::allocations_during(|| {
+        let a = e
+            .preflight(b"https://a.example.com", b"PUT", Some(b"content-type"))
+            .is_err();
+        let b = e
+            .response_headers(Some(b"https://shop.example.com"))
+            .iter()
+            .count();
+        (a, b)
+    });
+    assert_eq!(ok, (true, 3));
+    assert_eq!(n, 0);
+}

@@ -335,3 +335,54 @@ fn documented_example_compiles() {
     let e = IpListEngine::compile(&cfg).unwrap();
     assert_eq!(e.check(ip("203.0.113.7")), IpVerdict::Denied);
 }
+
+/// Counts heap allocations per thread, so tests can assert that an engine's per-request path
+/// allocates nothing (other threads' tests running in parallel do not disturb the count).
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static COUNTING_ALLOC: CountingAlloc = CountingAlloc;
+
+/// Heap allocations made by this thread while `f` runs.
+pub(crate) fn allocations_during<R>(f: impl FnOnce() -> R) -> (usize, R) {
+    let before = ALLOCATIONS.with(|c| c.get());
+    let r = f();
+    (ALLOCATIONS.with(|c| c.get()) - before, r)
+}
+
+#[test]
+fn lookups_and_the_forwarded_walk_do_not_allocate() {
+    let e = engine(
+        &["10.0.0.0/8"],
+        &["10.6.6.6"],
+        &["10.0.0.0/8", "2001:db8::/32"],
+    );
+    let xff = b"6.6.6.6, [2606:4700::1]:443, 10.0.0.2";
+    let (n, (v, c)) = allocations_during(|| {
+        (
+            e.check(ip("10.1.2.3")),
+            e.client_ip(ip("10.0.0.1"), Some(xff)),
+        )
+    });
+    assert_eq!((v, c), (IpVerdict::Allow, ip("2606:4700::1")));
+    assert_eq!(n, 0);
+}

@@ -447,3 +447,43 @@ fn documented_example_compiles() {
     };
     assert_eq!(run(&e, &ok), Ok(()));
 }
+
+#[test]
+fn checks_do_not_allocate_once_warm() {
+    let e = engine(
+        r#"[[params]]
+name = "id"
+in = "path"
+type = "int"
+[[params]]
+name = "q"
+in = "query"
+pattern = "^[a-z ]+$"
+[[params]]
+name = "X-Tenant"
+in = "header"
+type = "enum"
+values = ["eu"]
+[[params]]
+name = "qty"
+in = "body"
+type = "int"
+[[params]]
+name = "note"
+in = "body"
+max_len = 50"#,
+    );
+    let mut s = e.scratch();
+    let headers: [(&[u8], &[u8]); 1] = [(b"x-tenant", b"eu")];
+    let input = ParamInput {
+        path_param: |n: &str| (n == "id").then_some(&b"42"[..]),
+        query: &b"q=red+shirt&page=2"[..],
+        headers: headers.iter().copied(),
+        body: &br#"{"qty": 3, "note": "caf\u00e9 O'Brien", "x": [1, {"y": 2}]}"#[..],
+    };
+    assert!(e.check(&input, &mut s).is_ok()); // warms the regex cache
+    let (n, r) =
+        crate::modules::ip_list::tests::allocations_during(|| e.check(&input, &mut s).is_ok());
+    assert!(r);
+    assert_eq!(n, 0);
+}

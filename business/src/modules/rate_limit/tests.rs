@@ -319,3 +319,15 @@ fn documented_example_compiles() {
     let l = RateLimiter::compile(&cfg).unwrap();
     assert_eq!(l.key_kind(), KeyKind::Consumer);
 }
+
+#[test]
+fn checks_do_not_allocate() {
+    let l = limiter(5.0, 2);
+    let (n, _) = crate::modules::ip_list::tests::allocations_during(|| {
+        for i in 0..100u64 {
+            let _ = l.check(Some(&i.to_le_bytes()), SEC + i * MS);
+            let _ = l.check(None, SEC + i * MS);
+        }
+    });
+    assert_eq!(n, 0);
+}

@@ -418,3 +418,26 @@ fn documented_example_compiles() {
     assert!(v.blocked.is_some());
     assert!(e.rule_count() > ALL_SETS.len());
 }
+
+#[test]
+fn checks_do_not_allocate_once_warm() {
+    let e = all_sets();
+    let mut s = e.scratch();
+    let headers: [(&[u8], &[u8]); 2] = [
+        (b"User-Agent", b"Mozilla/5.0 (X11; Linux x86_64)"),
+        (b"Cookie", b"a=%7B%22b%22%3A1%7D"),
+    ];
+    let body = br#"{"query": "select a size", "note": "O'Brien%20"}"#;
+    let req = Req {
+        path: b"/api/v1/products/12345",
+        query: b"q=union+jack+t-shirt&x=%2527",
+        headers: &headers,
+        body,
+    };
+    for _ in 0..3 {
+        assert!(run(&e, &mut s, &req).blocked.is_none()); // warms the lazy DFA
+    }
+    let (n, v) = crate::modules::ip_list::tests::allocations_during(|| run(&e, &mut s, &req));
+    assert!(v.blocked.is_none());
+    assert_eq!(n, 0);
+}
