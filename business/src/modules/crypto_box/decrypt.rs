@@ -181,9 +181,11 @@ impl Decrypt {
     }
 
     /// Wire size of a sealed response of `plaintext_len` bytes: the frame size to allocate.
+    /// Saturates at `usize::MAX` (which no frame can hold) instead of overflowing.
     pub fn sealed_len(&self, plaintext_len: usize) -> usize {
-        let raw = NONCE_LEN + plaintext_len + TAG_LEN;
+        let raw = plaintext_len.saturating_add(NONCE_LEN + TAG_LEN);
         match self.encoding {
+            BodyEncoding::Base64 if raw > usize::MAX / 2 => usize::MAX,
             BodyEncoding::Base64 => b64_len(raw),
             BodyEncoding::Binary => raw,
         }
@@ -207,9 +209,13 @@ impl Decrypt {
             .map_err(|_| AuthError::EncryptFailed)?;
         let aad =
             Aad::new(Direction::Response, app.app.as_bytes()).ok_or(AuthError::EncryptFailed)?;
-        let (head, rest) = frame.split_at_mut(NONCE_LEN);
+        let (head, rest) = frame
+            .split_at_mut_checked(NONCE_LEN)
+            .ok_or(AuthError::EncryptFailed)?;
         head.copy_from_slice(&nonce);
-        let (text, tail) = rest.split_at_mut(plaintext_len);
+        let (text, tail) = rest
+            .split_at_mut_checked(plaintext_len)
+            .ok_or(AuthError::EncryptFailed)?;
         let tag = app
             .key
             .seal_in_place_separate_tag(
