@@ -284,6 +284,17 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 
 
+def paired_ratio(runs, scenario, proxy, base, key):
+    """Median over rounds of (proxy's value / base's value in the same round)."""
+    by_round = {}
+    for r in runs:
+        if r["scenario"] == scenario and r["proxy"] in (proxy, base) and r.get(key) is not None:
+            by_round.setdefault(r["round"], {})[r["proxy"]] = r[key]
+    vals = [ratio(v[proxy], v[base]) for v in by_round.values() if proxy in v and base in v]
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
 def fmt(v, spec):
     return format(v, spec) if v is not None else "-"
 
@@ -318,9 +329,10 @@ def summary_bench(runs, meta):
     others = [p for p in proxies if p != base]
     if base in proxies and others:
         print(f"\nRatios <proxy>/{base} of the medians (req/s: higher is better; "
-              "p99 and CPU/req: lower is better)")
-        print("{:<9} {:<10} {:>10} {:>10} {:>12}".format(
-            "scenario", "proxy", "req/s x", "p99 x", "cpu/req x"))
+              "p99 and CPU/req: lower is better); 'paired' = median over rounds of the\n"
+              "ratio within each round, which cancels drift slower than a round")
+        print("{:<9} {:<10} {:>10} {:>10} {:>12}   {:>12} {:>12}".format(
+            "scenario", "proxy", "req/s x", "p99 x", "cpu/req x", "paired rps", "paired cpu"))
         for sc in scenarios:
             meds = out["scenarios"][sc]["median"]
             if base not in meds:
@@ -333,10 +345,13 @@ def summary_bench(runs, meta):
                     "p99": ratio(meds[px]["p99_ms"], meds[base]["p99_ms"]),
                     "cpu_per_req": ratio(meds[px]["cpu_us_per_req"], meds[base]["cpu_us_per_req"]),
                 }
+                r["paired_rps"] = paired_ratio(runs, sc, px, base, "rps")
+                r["paired_cpu_per_req"] = paired_ratio(runs, sc, px, base, "cpu_us_per_req")
                 out["scenarios"][sc]["ratios_vs_nginx"][px] = r
-                print("{:<9} {:<10} {:>10} {:>10} {:>12}".format(
+                print("{:<9} {:<10} {:>10} {:>10} {:>12}   {:>12} {:>12}".format(
                     sc, px, fmt(r["rps"], ".3f"), fmt(r["p99"], ".3f"),
-                    fmt(r["cpu_per_req"], ".3f")))
+                    fmt(r["cpu_per_req"], ".3f"), fmt(r["paired_rps"], ".3f"),
+                    fmt(r["paired_cpu_per_req"], ".3f")))
     return out
 
 

@@ -36,7 +36,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
-PY="python3 $HERE/harness.py"
+PY=(python3 "$HERE/harness.py")
 
 MODE=bench
 case "${1:-}" in bench | smoke | idle) MODE=$1; shift ;; esac
@@ -91,7 +91,7 @@ for n in DURATION ROUNDS CONNS IDLE_CONNS WARMUP PROXY_CPU LOAD_CPU; do
   [[ ${!n} =~ ^[0-9]+$ ]] || die "$n must be a whole number, got '${!n}'"
 done
 [ "$DURATION" -ge 1 ] || die "DURATION must be at least 1 s"
-[ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 20 ] || die "ROUNDS must be 1..20"
+if [ "$ROUNDS" -lt 1 ] || [ "$ROUNDS" -gt 20 ]; then die "ROUNDS must be 1..20"; fi
 IFS=, read -ra PROXY_LIST <<<"$PROXIES"
 IFS=, read -ra SCENARIO_LIST <<<"$SCENARIOS"
 for p in "${PROXY_LIST[@]}"; do
@@ -138,7 +138,7 @@ want_fds=$((IDLE_CONNS + 4096))
 if [ "$(ulimit -n)" -lt "$want_fds" ]; then
   ulimit -n "$want_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 fi
-if [ $MODE = idle ] && [ "$(ulimit -n)" -lt "$want_fds" ]; then
+if [ "$MODE" = idle ] && [ "$(ulimit -n)" -lt "$want_fds" ]; then
   die "descriptor limit $(ulimit -n) < $want_fds; run 'ulimit -n $want_fds' (as root) or lower --idle-conns"
 fi
 
@@ -168,17 +168,16 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- configs
-mapfile -t PORTS < <($PY ports 6)
+mapfile -t PORTS < <("${PY[@]}" ports 6)
 UP_PORT=${PORTS[0]}
 declare -A PORT=([nginx]=${PORTS[1]} [gatehouse]=${PORTS[2]} [haproxy]=${PORTS[3]})
 ADMIN_PORT=${PORTS[4]}
 declare -A MEASURED   # slot -> PIDs whose CPU and memory are measured
-declare -A KIND       # slot -> nginx | haproxy | command
 declare -A CPU_NOTE
 
 # nginx touches its whole connection array at start, so worker_connections sets its base RSS:
 # room for the idle connections in idle mode, a modest table otherwise.
-if [ $MODE = idle ]; then PROXY_WORKER_CONNS=$((IDLE_CONNS + 1024)); else PROXY_WORKER_CONNS=4096; fi
+if [ "$MODE" = idle ]; then PROXY_WORKER_CONNS=$((IDLE_CONNS + 1024)); else PROXY_WORKER_CONNS=4096; fi
 NOFILE=$(ulimit -n)
 # haproxy wants about 2 descriptors per maxconn and refuses to start above the limit.
 HAPROXY_MAXCONN=$(((NOFILE - 200) / 2))
@@ -329,7 +328,7 @@ start_bg() {
 
 wait_ready() {
   local name=$1 port=$2 pid=$3 log=$4
-  if ! $PY wait-http "http://127.0.0.1:$port/100" 20 "$pid"; then
+  if ! "${PY[@]}" wait-http "http://127.0.0.1:$port/100" 20 "$pid"; then
     kill -0 "$pid" 2>/dev/null || say "$name exited early"
     say "last lines of $log:"; tail -n 20 "$log" >&2 || true
     die "$name did not answer on port $port"
@@ -341,11 +340,10 @@ start_nginx_slot() {
   write_nginx_proxy_conf "$slot"
   start_bg "$PROXY_CPU" "$d/out.log" nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log"
   wait_ready "$slot (nginx)" "${PORT[$slot]}" "$LAST_PID" "$d/error.log"
-  kids=$($PY children "$LAST_PID")
+  kids=$("${PY[@]}" children "$LAST_PID")
   [ "$(wc -w <<<"$kids")" = 1 ] || die "expected one nginx worker under $LAST_PID, got: $kids"
   MEASURED[$slot]=$kids
   PIDS+=("$kids")
-  KIND[$slot]=nginx
   CPU_NOTE[$slot]="nginx worker process only (the master is idle)"
 }
 
@@ -355,7 +353,6 @@ start_haproxy_slot() {
   start_bg "$PROXY_CPU" "$d/out.log" haproxy -db -f "$d/haproxy.cfg"
   wait_ready "$slot (haproxy)" "${PORT[$slot]}" "$LAST_PID" "$d/out.log"
   MEASURED[$slot]=$LAST_PID
-  KIND[$slot]=haproxy
   CPU_NOTE[$slot]="the haproxy process (1 thread)"
 }
 
@@ -376,15 +373,16 @@ start_gatehouse_slot() {
   start_bg "$PROXY_CPU" "$d/out.log" bash -c "exec $cmd"
   wait_ready "gatehouse ($cmd)" "${PORT[gatehouse]}" "$LAST_PID" "$d/out.log"
   MEASURED[gatehouse]=$LAST_PID
-  KIND[gatehouse]=command
   CPU_NOTE[gatehouse]="the whole gateway process (all threads)"
 }
 
 # check_slot SLOT: every scenario answers 200 with the right body size before anything is timed.
 check_slot() {
   local base="http://127.0.0.1:${PORT[$1]}"
-  $PY check "$base/100" 100 && $PY check "$base/4k" 4096 && $PY check "$base/64k" 65536 &&
-    $PY check "$base/post" 100 --post 2048 || die "$1 gives wrong answers (see above)"
+  if ! { "${PY[@]}" check "$base/100" 100 && "${PY[@]}" check "$base/4k" 4096 &&
+    "${PY[@]}" check "$base/64k" 65536 && "${PY[@]}" check "$base/post" 100 --post 2048; }; then
+    die "$1 gives wrong answers (see above)"
+  fi
 }
 
 scenario_path() { case $1 in get100) echo /100 ;; get4k) echo /4k ;; get64k) echo /64k ;; post2k) echo /post ;; esac; }
@@ -400,10 +398,27 @@ run_wrk() {
   if ! wait "$pid"; then cat "$out" >&2; die "wrk failed against $slot"; fi
 }
 
+# measured_pids SLOT: the PIDs whose CPU and memory count for SLOT, one per word.
+measured_pids() { local pids; read -ra pids <<<"${MEASURED[$1]}"; printf '%s\n' "${pids[@]}"; }
+
 sum_field() {
   local slot=$1 field=$2 total=0 p
-  for p in ${MEASURED[$slot]}; do total=$((total + $($PY mem "$p" "$field"))); done
+  for p in $(measured_pids "$slot"); do total=$((total + $("${PY[@]}" mem "$p" "$field"))); done
   echo "$total"
+}
+
+# timed_wrk OUT SECS SLOT PATH [LUA]: run_wrk, plus the proxy's CPU ticks and its CPU's busy and
+# total ticks taken just around it, left in TIMING as key=value words for harness.py.
+timed_wrk() {
+  local b0 s0 b1 s1 t0 t1
+  read -r b0 s0 < <("${PY[@]}" cpustat "$PROXY_CPU")
+  # shellcheck disable=SC2046 # one PID per word
+  t0=$("${PY[@]}" ticks $(measured_pids "$3"))
+  run_wrk "$@"
+  # shellcheck disable=SC2046
+  t1=$("${PY[@]}" ticks $(measured_pids "$3"))
+  read -r b1 s1 < <("${PY[@]}" cpustat "$PROXY_CPU")
+  TIMING=("t0=$t0" "t1=$t1" "busy0=$b0" "tot0=$s0" "busy1=$b1" "tot1=$s1")
 }
 
 # ---------------------------------------------------------------- start everything
@@ -411,7 +426,7 @@ say "mode $MODE; proxies ${PROXY_LIST[*]}; proxy on CPU $PROXY_CPU, wrk+upstream
 write_upstream_conf
 start_bg "$LOAD_CPU" "$WORK/upstream/out.log" nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" -e "$WORK/upstream/error.log"
 wait_ready upstream "$UP_PORT" "$LAST_PID" "$WORK/upstream/error.log"
-PIDS+=("$($PY children "$LAST_PID")")
+PIDS+=("$("${PY[@]}" children "$LAST_PID")")
 for p in "${PROXY_LIST[@]}"; do
   case $p in
     nginx) start_nginx_slot nginx ;;
@@ -433,15 +448,16 @@ RUNS=$WORK/runs.jsonl
 : >"$RUNS"
 cpu_note=""
 for p in "${PROXY_LIST[@]}"; do cpu_note+="$p: ${CPU_NOTE[$p]}; "; done
-meta=(mode=$MODE "proxies=$PROXIES" "gatehouse_cmd=$GATEHOUSE_CMD" duration=$DURATION rounds=$ROUNDS
-  conns=$CONNS idle_conns=$IDLE_CONNS warmup=$WARMUP proxy_cpu=$PROXY_CPU load_cpu=$LOAD_CPU nice=$NICE slice_us=$SLICE_US
+meta=("mode=$MODE" "proxies=$PROXIES" "gatehouse_cmd=$GATEHOUSE_CMD" "duration=$DURATION"
+  "rounds=$ROUNDS" "conns=$CONNS" "idle_conns=$IDLE_CONNS" "warmup=$WARMUP" "proxy_cpu=$PROXY_CPU"
+  "load_cpu=$LOAD_CPU" "nice=$NICE" "slice_us=$SLICE_US"
   "cpu_note=${cpu_note%; }" "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   "git=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
   "host=$(uname -r), $NCPU cpus" "nginx=$(nginx -v 2>&1 | sed 's/.*: //')"
   "wrk=$( (wrk -v 2>&1 || true) | head -n1 | cut -d' ' -f1-2)")
 
 # ---------------------------------------------------------------- idle mode
-if [ $MODE = idle ]; then
+if [ "$MODE" = idle ]; then
   say "building idle_hold"
   (cd "$ROOT" && cargo build -q -p perf --bin idle_hold) >&2
   HOLD=$TARGET/debug/idle_hold
@@ -449,12 +465,8 @@ if [ $MODE = idle ]; then
     [ "$WARMUP" -gt 0 ] && run_wrk "$WORK/warm-$p.txt" "$WARMUP" "$p" /100
     # Baseline: the same wrk run with no idle connections, so "while held" has a same-proxy
     # reference that machine noise affects alike.
-    read -r b0 s0 < <($PY cpustat "$PROXY_CPU")
-    t0=$($PY ticks ${MEASURED[$p]})
-    run_wrk "$WORK/base-wrk-$p.txt" "$DURATION" "$p" /100
-    t1=$($PY ticks ${MEASURED[$p]})
-    read -r b1 s1 < <($PY cpustat "$PROXY_CPU")
-    base_noise_prefixed="base_t0=$t0 base_t1=$t1 base_busy0=$b0 base_tot0=$s0 base_busy1=$b1 base_tot1=$s1"
+    timed_wrk "$WORK/base-wrk-$p.txt" "$DURATION" "$p" /100
+    BASE_TIMING=("${TIMING[@]/#/base_}")
     sleep 1
     before=$(sum_field "$p" VmRSS)
     rm -f "$WORK/hold.in"; mkfifo "$WORK/hold.in"
@@ -462,7 +474,8 @@ if [ $MODE = idle ]; then
       <"$WORK/hold.in" >"$WORK/hold-$p.out" 2>"$WORK/hold-$p.err" &
     hold_pid=$!
     PIDS+=("$hold_pid")
-    exec 7>"$WORK/hold.in"
+    # Read-write, so the open never blocks even if the holder died before opening its end.
+    exec 7<>"$WORK/hold.in"
     HOLD_FD_OPEN=1
     say "$p: opening $IDLE_CONNS idle keep-alive connections"
     for _ in $(seq 1200); do  # at most 120 s
@@ -473,27 +486,22 @@ if [ $MODE = idle ]; then
     grep -q '^ready' "$WORK/hold-$p.out" || die "idle_hold not ready on $p after 120 s"
     sleep 1
     held=$(sum_field "$p" VmRSS)
-    read -r b0 s0 < <($PY cpustat "$PROXY_CPU")
-    t0=$($PY ticks ${MEASURED[$p]})
-    run_wrk "$WORK/idle-wrk-$p.txt" "$DURATION" "$p" /100
-    t1=$($PY ticks ${MEASURED[$p]})
-    read -r b1 s1 < <($PY cpustat "$PROXY_CPU")
+    timed_wrk "$WORK/idle-wrk-$p.txt" "$DURATION" "$p" /100
     exec 7>&-
     HOLD_FD_OPEN=0
     for _ in $(seq 300); do kill -0 "$hold_pid" 2>/dev/null || break; sleep 0.1; done
     wait "$hold_pid" || die "idle_hold on $p exited with an error: $(cat "$WORK/hold-$p.err")"
     still_open=$(awk '/^open/ {print $2}' "$WORK/hold-$p.out")
-    $PY idle-record "$RUNS" proxy="$p" "measured=${MEASURED[$p]}" idle_conns="$IDLE_CONNS" \
+    "${PY[@]}" idle-record "$RUNS" proxy="$p" "measured=${MEASURED[$p]}" idle_conns="$IDLE_CONNS" \
       rss_before="$before" rss_held="$held" still_open="${still_open:-0}" wrk="$WORK/idle-wrk-$p.txt" \
-      t0="$t0" t1="$t1" busy0="$b0" tot0="$s0" busy1="$b1" tot1="$s1" \
-      base_wrk="$WORK/base-wrk-$p.txt" $base_noise_prefixed
+      "${TIMING[@]}" base_wrk="$WORK/base-wrk-$p.txt" "${BASE_TIMING[@]}"
   done
-  $PY summary "$RUNS" "$OUT" "${meta[@]}" "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)"
+  "${PY[@]}" summary "$RUNS" "$OUT" "${meta[@]}" "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)"
   exit 0
 fi
 
 # ---------------------------------------------------------------- bench / smoke
-$PY row-header
+"${PY[@]}" row-header
 for sc in "${SCENARIO_LIST[@]}"; do
   path=$(scenario_path "$sc")
   lua=""; [ "$sc" = post2k ] && lua=$WORK/post.lua
@@ -506,16 +514,11 @@ for sc in "${SCENARIO_LIST[@]}"; do
     for ((k = 0; k < n; k++)); do
       p=${PROXY_LIST[$(((k + r - 1) % n))]}
       # Reset VmHWM to the current RSS so the peak is this run's (Linux 4.0+).
-      for pid in ${MEASURED[$p]}; do echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true; done
-      read -r busy0 tot0 < <($PY cpustat "$PROXY_CPU")
-      t0=$($PY ticks ${MEASURED[$p]})
-      run_wrk "$WORK/wrk-$sc-$p-$r.txt" "$DURATION" "$p" "$path" "$lua"
-      t1=$($PY ticks ${MEASURED[$p]})
-      read -r busy1 tot1 < <($PY cpustat "$PROXY_CPU")
-      $PY record "$RUNS" scenario="$sc" proxy="$p" round="$r" "measured=${MEASURED[$p]}" \
-        t0="$t0" t1="$t1" busy0="$busy0" tot0="$tot0" busy1="$busy1" tot1="$tot1" \
+      for pid in $(measured_pids "$p"); do echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true; done
+      timed_wrk "$WORK/wrk-$sc-$p-$r.txt" "$DURATION" "$p" "$path" "$lua"
+      "${PY[@]}" record "$RUNS" scenario="$sc" proxy="$p" round="$r" "measured=${MEASURED[$p]}" "${TIMING[@]}" \
         hwm="$(sum_field "$p" VmHWM)" wrk="$WORK/wrk-$sc-$p-$r.txt"
     done
   done
 done
-$PY summary "$RUNS" "$OUT" "${meta[@]}" "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)"
+"${PY[@]}" summary "$RUNS" "$OUT" "${meta[@]}" "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)"
