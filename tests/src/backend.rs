@@ -57,6 +57,8 @@ pub struct Response {
     pub piece_delay: Duration,
     /// Write the head and this many body bytes, then reset the connection.
     pub cut_after: Option<u64>,
+    /// With `cut_after`: end with a plain close (FIN) instead of a reset.
+    pub cut_with_fin: bool,
     /// Close the connection after the answer without saying so.
     pub close_after: bool,
 }
@@ -72,6 +74,7 @@ impl Response {
             piece: 64 * 1024,
             piece_delay: Duration::ZERO,
             cut_after: None,
+            cut_with_fin: false,
             close_after: false,
         }
     }
@@ -116,6 +119,12 @@ impl Response {
         self.cut_after = Some(n);
         self
     }
+    /// Write the head and `n` body bytes, then close (FIN) mid-body.
+    pub fn fin_after(mut self, n: u64) -> Response {
+        self.cut_after = Some(n);
+        self.cut_with_fin = true;
+        self
+    }
     pub fn close_after(mut self) -> Response {
         self.close_after = true;
         self
@@ -137,6 +146,8 @@ pub enum Reply {
     ResetBeforeBody,
     /// Read the body and never answer (until the backend is dropped).
     Hang,
+    /// Read the body, write these bytes as they are, then close.
+    Raw(Vec<u8>),
 }
 
 type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
@@ -246,6 +257,26 @@ fn accept_loop(l: TcpListener, inner: Arc<Inner>) {
     }
 }
 
+/// A listener whose accept queue is full: connects to it hang (SYNs are dropped), which is
+/// how a slow connect is made on loopback. Keep the returned filler connections alive.
+pub fn full_backlog_listener() -> (TcpListener, Vec<TcpStream>) {
+    use std::os::fd::AsRawFd;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+    // SAFETY: listen(2) again on our own listening socket only changes its backlog.
+    unsafe {
+        libc::listen(l.as_raw_fd(), 0);
+    }
+    let addr = l.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(s) => fillers.push(s),
+            Err(_) => return (l, fillers),
+        }
+    }
+    panic!("the accept queue never filled up");
+}
+
 /// Sets SO_LINGER 0 so the coming close sends a reset.
 pub fn set_linger_zero(s: &TcpStream) {
     use std::os::fd::AsRawFd;
@@ -310,6 +341,10 @@ fn serve_conn(s: TcpStream, conn: usize, inner: &Inner) -> io::Result<()> {
             Reply::Respond(r) => r,
             Reply::Echo => Response::ok(body_copy),
             Reply::Close => return Ok(()),
+            Reply::Raw(bytes) => {
+                rd.stream.write_all(&bytes)?;
+                return Ok(());
+            }
             Reply::Reset | Reply::ResetBeforeBody => {
                 reset(rd.stream);
                 return Ok(());
@@ -328,9 +363,11 @@ fn serve_conn(s: TcpStream, conn: usize, inner: &Inner) -> io::Result<()> {
             resp.frame = Frame::Close;
         }
         if !write_response(&mut rd.stream, &resp, is_head, minor)? {
-            // Let the bytes leave before the reset discards the send queue.
-            thread::sleep(Duration::from_millis(50));
-            reset(rd.stream);
+            if !resp.cut_with_fin {
+                // Let the bytes leave before the reset discards the send queue.
+                thread::sleep(Duration::from_millis(50));
+                reset(rd.stream);
+            }
             return Ok(());
         }
         if !keep_alive || resp.close_after || resp.frame == Frame::Close {
