@@ -300,4 +300,30 @@ key_auth = { key = "acme-3f9c2a7d41b8e6f0" }
         assert_eq!(fields, ["header", "query_param"]);
         assert!(toml::from_str::<KeyAuthConfig>("headr = \"x\"").is_err());
     }
+
+    #[test]
+    fn documented_example_compiles() {
+        let cfg: KeyAuthConfig = crate::modules::ip_list::tests::doc_example(
+            "key_auth",
+            include_str!("../../../docs/modules/key_auth.md"),
+        );
+        assert_eq!(cfg.query_param.as_deref(), Some("apikey"));
+        assert!(KeyAuth::compile(&cfg).is_ok());
+    }
+
+    #[test]
+    fn per_request_path_does_not_allocate() {
+        let (ka, idx) = setup();
+        let header = TestRequest::new("GET", "/").with("apikey", "acme-3f9c2a7d41b8e6f0");
+        let query = TestRequest::new("GET", "/x?apikey=acme%2D3f9c2a7d41b8e6f0");
+        let none = TestRequest::new("GET", "/");
+        let (n, ok) = crate::modules::ip_list::tests::allocations_during(|| {
+            let a = ka.authenticate(&header, &idx).is_ok();
+            let b = ka.authenticate(&query, &idx).is_ok();
+            let c = ka.authenticate(&none, &idx).is_err();
+            a && b && c
+        });
+        assert!(ok);
+        assert_eq!(n, 0);
+    }
 }

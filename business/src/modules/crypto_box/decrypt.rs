@@ -453,4 +453,31 @@ keys = { app1 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", app2 = "H4eHh4eH
             br#"{"amount":100}"#
         );
     }
+
+    #[test]
+    fn documented_example_compiles() {
+        let cfg: DecryptConfig = crate::modules::ip_list::tests::doc_example(
+            "decrypt",
+            include_str!("../../../../docs/modules/decrypt.md"),
+        );
+        assert_eq!(cfg.keys.len(), 2);
+        assert!(Decrypt::compile(&cfg).is_ok());
+    }
+
+    #[test]
+    fn open_and_seal_do_not_allocate() {
+        for encoding in [BodyEncoding::Base64, BodyEncoding::Binary] {
+            let m = module(encoding);
+            let app = m.app_key(&req("app1")).unwrap();
+            let mut body = client_seal(&app1_key(), "app1", &[5u8; 4000], encoding);
+            let mut frame = vec![0u8; m.sealed_len(4000)];
+            let (n, ok) = crate::modules::ip_list::tests::allocations_during(|| {
+                let opened = m.open_request(app, &mut body).map(|p| p.len());
+                let sealed = m.seal_response(app, &mut frame, 4000);
+                (opened, sealed.is_ok())
+            });
+            assert_eq!(ok, (Ok(4000), true));
+            assert_eq!(n, 0, "{encoding:?}");
+        }
+    }
 }

@@ -354,3 +354,27 @@ fn documented_worked_example_verifies() {
     body.update(br#"{"item":42}"#);
     assert_eq!(body.finish(), Ok(()));
 }
+
+#[test]
+fn documented_example_compiles() {
+    let cfg: HmacAuthConfig = crate::modules::ip_list::tests::doc_example(
+        "hmac_auth",
+        include_str!("../../../../docs/modules/hmac_auth.md"),
+    );
+    assert_eq!(cfg, HmacAuthConfig::default());
+    assert!(HmacAuth::compile(&cfg).is_ok());
+}
+
+#[test]
+fn verification_and_body_check_do_not_allocate() {
+    let (m, idx) = setup();
+    let body = b"{\"item\":42}";
+    let req = request("nonce-0000000000099", Some(body));
+    let (n, ok) = crate::modules::ip_list::tests::allocations_during(|| {
+        let mut check = m.authenticate(&req, &idx, NOW, true).ok()?.body?;
+        check.update(body);
+        check.finish().ok()
+    });
+    assert_eq!(ok, Some(()));
+    assert_eq!(n, 0);
+}

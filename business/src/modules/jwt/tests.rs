@@ -348,3 +348,32 @@ fn config_defaults_and_errors() {
     );
     assert!(toml::from_str::<JwtConfig>("algorithms = []").is_err());
 }
+
+#[test]
+fn documented_example_compiles() {
+    let cfg: JwtConfig = crate::modules::ip_list::tests::doc_example(
+        "jwt",
+        include_str!("../../../../docs/modules/jwt.md"),
+    );
+    assert_eq!(cfg.cookie.as_deref(), Some("session"));
+    assert!(Jwt::compile(&cfg).is_ok());
+}
+
+#[test]
+fn hs256_and_es256_verification_do_not_allocate() {
+    // RS256 is left out: ring's RSA arithmetic allocates its big integers (documented).
+    let f = fixture();
+    let hs = mint(&f.hs, HS, &claims("hs-app", NOW + 300));
+    let es = mint(&f.es, ES, &claims("es-app", NOW + 300));
+    let mut scratch = vec![0u8; f.jwt.scratch_len()];
+    for token in [hs, es] {
+        let (n, copied) = crate::modules::ip_list::tests::allocations_during(|| {
+            let m = f
+                .jwt
+                .verify_token(token.as_bytes(), &f.idx, NOW, &mut scratch);
+            m.map(|m| m.claim_headers().count())
+        });
+        assert_eq!(copied, Ok(2));
+        assert_eq!(n, 0);
+    }
+}

@@ -392,4 +392,23 @@ hmac_auth = { key_id = "k", secret = "short" }
         let dbg = format!("{:?}", f.consumers[0]);
         assert!(!dbg.contains("acme-3f9c2a7d41b8e6f0") && !dbg.contains("acme-jwt-secret"));
     }
+
+    #[test]
+    fn consumers_page_example_compiles() {
+        let doc = include_str!("../../../../docs/modules/consumers.md");
+        let block = doc
+            .split("```toml\n")
+            .nth(1)
+            .unwrap()
+            .split("```")
+            .next()
+            .unwrap();
+        let f: File = toml::from_str(block).unwrap();
+        let idx = ConsumerIndex::compile(&f.consumers).unwrap();
+        let (c, key) = idx.by_jwt_identity("https://idp.example").unwrap();
+        assert_eq!(
+            (c.id.as_str(), key.algorithm()),
+            ("mobile", SigAlgorithm::RS256)
+        );
+    }
 }

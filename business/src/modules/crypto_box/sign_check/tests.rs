@@ -205,3 +205,36 @@ fn documented_worked_example_verifies() {
         );
     assert_eq!(m.verify(&req, br#"{"amount":100}"#, NOW + 10), Ok(()));
 }
+
+#[test]
+fn documented_example_compiles() {
+    let mut cfg: SignCheckConfig = crate::modules::ip_list::tests::doc_example(
+        "sign_check",
+        include_str!("../../../../../docs/modules/sign_check.md"),
+    );
+    // The page shows `<PEM>` for the RS256 app; any real key goes there.
+    cfg.apps.get_mut("app2").unwrap().public_key = Some(RSA_PEM.into());
+    assert!(SignCheck::compile(&cfg).is_ok());
+}
+
+#[test]
+fn hmac_and_ecdsa_checks_do_not_allocate() {
+    let (m, es) = setup();
+    let body = b"{\"amount\":100}";
+    let hs = hmac_req(body, NOW, SECRET);
+    let msg = message(NOW, "POST", "/v1/pay?x=1", body);
+    let ec = signed(
+        "app3",
+        es.sign(&SystemRandom::new(), &msg)
+            .unwrap()
+            .as_ref()
+            .to_vec(),
+        NOW,
+    );
+    for req in [hs, ec] {
+        let (n, ok) =
+            crate::modules::ip_list::tests::allocations_during(|| m.verify(&req, body, NOW));
+        assert_eq!(ok, Ok(()));
+        assert_eq!(n, 0);
+    }
+}
