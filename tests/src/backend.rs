@@ -148,6 +148,8 @@ pub enum Reply {
     Hang,
     /// Read the body, write these bytes as they are, then close.
     Raw(Vec<u8>),
+    /// Answer at once without reading the body (e.g. a 401 to an upload), then close.
+    Early(Response),
 }
 
 type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
@@ -321,6 +323,26 @@ fn serve_conn(s: TcpStream, conn: usize, inner: &Inner) -> io::Result<()> {
             reset(rd.stream);
             return Ok(());
         }
+        if let Reply::Early(resp) = &reply {
+            let (is_head, minor) = (req.method == "HEAD", req.minor);
+            inner.log.lock().push(req);
+            write_response(&mut rd.stream, resp, is_head, minor)?;
+            // Read (and drop) what still comes for a moment so the close is a FIN.
+            let _ = rd.stream.shutdown(std::net::Shutdown::Write);
+            let end = Instant::now() + Duration::from_secs(2);
+            let mut sink = [0u8; 64 * 1024];
+            while Instant::now() < end {
+                match std::io::Read::read(&mut rd.stream, &mut sink) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock
+                            || e.kind() == io::ErrorKind::TimedOut => {}
+                    Err(_) => break,
+                }
+            }
+            return Ok(());
+        }
         if req.expects_continue() {
             rd.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
@@ -345,7 +367,7 @@ fn serve_conn(s: TcpStream, conn: usize, inner: &Inner) -> io::Result<()> {
                 rd.stream.write_all(&bytes)?;
                 return Ok(());
             }
-            Reply::Reset | Reply::ResetBeforeBody => {
+            Reply::Reset | Reply::ResetBeforeBody | Reply::Early(_) => {
                 reset(rd.stream);
                 return Ok(());
             }

@@ -412,3 +412,32 @@ fn demo_serves_the_curl_lines_it_prints() {
     }
     assert_eq!(st.code(), Some(0));
 }
+
+#[test]
+fn a_request_longer_than_the_drain_timeout_does_not_hold_the_stop() {
+    let b = Backend::start(|_| {
+        Reply::Respond(Response::ok("too late").head_delay(Duration::from_secs(4)))
+    });
+    let cfg = format!(
+        "[server]\nworkers = 1\nlisten = [\"{{listen}}\"]\nstate_dir = \"{{state_dir}}\"\n\
+         drain_timeout_ms = 500\n\n{}",
+        one_route(b.addr(), "", "read_timeout_ms = 10000", "")
+    );
+    let mut gw = Gateway::start(&cfg);
+    let mut c = Conn::open(gw.addr);
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").expect("send");
+    assert!(wait_until(Duration::from_secs(5), || b.request_count() >= 1));
+    let t = Instant::now();
+    gw.sigterm();
+    let st = gw
+        .wait_exit(Duration::from_secs(3))
+        .expect("drain timeout not applied");
+    assert_eq!(st.code(), Some(0));
+    assert!(
+        t.elapsed() < Duration::from_millis(2000),
+        "{:?}",
+        t.elapsed()
+    );
+    // The client is not left hanging either.
+    assert!(c.read_response().is_err());
+}

@@ -312,3 +312,43 @@ fn a_stalled_body_ends_the_exchange_within_the_body_timeout() {
         b.requests()
     );
 }
+
+#[test]
+fn expect_100_continue_with_an_over_limit_body_gets_413_not_100() {
+    let b = Backend::echo();
+    let gw = Gateway::start(&one_route(b.addr(), "max_body_bytes = 1000", "", ""));
+    let mut c = Conn::open(gw.addr);
+    c.send(b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n")
+        .expect("send");
+    let r = c.read_response().expect("answer");
+    assert_gateway_error(&r, 413, "body_too_large");
+    nothing_forwarded(&b, true);
+}
+
+#[test]
+fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
+    // 64 MiB answer; the client reads the head and then nothing.
+    let len = 64u64 << 20;
+    let b = Backend::start(move |_| Reply::Respond(Response::pattern(len)));
+    let gw = Gateway::start(&one_route(b.addr(), "send_timeout_ms = 300", "", ""));
+    let mut c = Conn::open(gw.addr);
+    // A small receive window makes the stall come early.
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").expect("send");
+    let r = c.read_head("GET").expect("head");
+    assert_eq!(r.framing, Framing::Length(len));
+    std::thread::sleep(Duration::from_secs(2));
+    // By now the gateway gave up on us: reading on gets part of the body, then the end.
+    c.set_timeout(Duration::from_secs(5));
+    let mut got = 0u64;
+    let res = c.read_body(&r, |d| got += d.len() as u64);
+    assert!(
+        res.is_err(),
+        "the whole {len} bytes arrived after a 2 s stall"
+    );
+    assert!(got < len);
+    let hwm = gw.hwm_kib().unwrap_or(0);
+    assert!(
+        hwm < 64 * 1024,
+        "gateway buffered the answer: VmHWM {hwm} KiB"
+    );
+}

@@ -367,3 +367,159 @@ fn http_1_0_client_gets_a_chunked_upstream_answer_unchunked() {
     );
     assert_eq!(r.body, pattern::bytes(50_000));
 }
+
+#[test]
+fn a_client_that_half_closes_after_its_request_still_gets_the_answer() {
+    let b = Backend::start(|_| {
+        Reply::Respond(Response::ok("late but whole").head_delay(Duration::from_millis(100)))
+    });
+    let gw = gateway_for(&b);
+    let mut c = Conn::open(gw.addr);
+    send(&mut c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    let r = c.read_response().expect("answer after the client's FIN");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "late but whole"));
+    assert!(c.closes_within(Duration::from_secs(3)));
+}
+
+#[test]
+fn head_answers_with_chunked_or_length_fields_end_at_the_head() {
+    let b = Backend::start(|q| {
+        if q.target == "/chunked" {
+            Reply::Respond(Response::ok("abc").chunked(10))
+        } else {
+            Reply::Respond(Response::ok("abcdef"))
+        }
+    });
+    let gw = gateway_for(&b);
+    let mut c = Conn::open(gw.addr);
+    for path in ["/chunked", "/len", "/chunked"] {
+        send(&mut c, &format!("HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        c.set_timeout(Duration::from_secs(3));
+        let r = c.read_response_for("HEAD").expect("HEAD answer");
+        assert_eq!(r.status, 200, "{path}");
+    }
+    c.set_timeout(client::READ_TIMEOUT);
+    send(&mut c, "GET /len HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().expect("GET").body_str(), "abcdef");
+}
+
+#[test]
+fn upstream_connection_close_answers_are_not_reused_and_never_fail() {
+    let b = Backend::start(|q| {
+        Reply::Respond(
+            Response::ok(q.target.clone())
+                .header("Connection", "close")
+                .close_after(),
+        )
+    });
+    let gw = gateway_for(&b);
+    let mut c = Conn::open(gw.addr);
+    for i in 0..20 {
+        let r = {
+            send(&mut c, &format!("GET /{i} HTTP/1.1\r\nHost: t\r\n\r\n"));
+            c.read_response().expect("answer")
+        };
+        assert_eq!((r.status, r.body_str()), (200, format!("/{i}")));
+        // The upstream's close is its own business: the client connection stays.
+        assert!(!r.has_token("connection", "close"), "{:?}", r.headers);
+    }
+    assert_eq!(b.request_count(), 20, "a request was retried");
+    assert_eq!(b.accepts(), 20);
+}
+
+#[test]
+fn request_bodies_of_any_method_pass_intact() {
+    let b = Backend::echo();
+    let gw = gateway_for(&b);
+    let mut c = Conn::open(gw.addr);
+    for (m, body) in [
+        ("GET", "q=1"),
+        ("POST", ""),
+        ("PUT", "put-body"),
+        ("DELETE", "x"),
+    ] {
+        send(
+            &mut c,
+            &format!(
+                "{m} /b HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        let r = c.read_response().expect("answer");
+        assert_eq!((r.status, r.body_str().as_str()), (200, body), "{m}");
+    }
+    let reqs = b.wait_requests(4, Duration::from_secs(5));
+    assert!(reqs.iter().all(|q| q.complete));
+}
+
+#[test]
+fn an_upstream_answering_before_the_body_is_read_reaches_the_client() {
+    // An upstream that refuses an upload from its head (401) and closes.
+    let b =
+        Backend::start(|_| Reply::Early(Response::new(401, "no").header("Connection", "close")));
+    let gw = Gateway::start(&one_route(b.addr(), "", "", "max_body_bytes = 10000000"));
+    let mut c = Conn::open(gw.addr);
+    send(
+        &mut c,
+        "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 4000000\r\n\r\n",
+    );
+    let writer = {
+        let mut s = c.stream.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let chunk = vec![b'u'; 64 * 1024];
+            for _ in 0..61 {
+                if s.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let r = c.read_response().expect("the upstream's early answer");
+    assert_eq!((r.status, r.body_str().as_str()), (401, "no"));
+    let _ = writer.join();
+}
+
+#[test]
+fn a_client_connection_close_ends_the_client_side_only() {
+    let b = Backend::fixed("bye");
+    let gw = gateway_for(&b);
+    for _ in 0..3 {
+        let mut c = Conn::open(gw.addr);
+        send(
+            &mut c,
+            "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        );
+        let r = c.read_response().expect("answer");
+        assert_eq!(r.body_str(), "bye");
+        assert!(r.has_token("connection", "close"), "{:?}", r.headers);
+        assert!(c.closes_within(Duration::from_secs(3)));
+    }
+    // The client's close is not passed on: one upstream connection served all three.
+    assert_eq!(b.accepts(), 1);
+    assert!(b.requests().iter().all(|q| q.keep_alive()));
+}
+
+#[test]
+fn an_over_long_request_id_is_replaced() {
+    let b = Backend::fixed("ok");
+    let gw = gateway_for(&b);
+    let long = "a".repeat(65);
+    let r = roundtrip(
+        gw.addr,
+        format!("GET / HTTP/1.1\r\nHost: t\r\nX-Request-Id: {long}\r\n\r\n").as_bytes(),
+    );
+    let rid = has_request_id(&r).to_string();
+    assert_ne!(rid, long);
+    let ok64 = "b".repeat(64);
+    let r = roundtrip(
+        gw.addr,
+        format!("GET / HTTP/1.1\r\nHost: t\r\nX-Request-Id: {ok64}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(r.header("x-request-id"), Some(ok64.as_str()));
+    let reqs = b.wait_requests(2, Duration::from_secs(5));
+    assert_eq!(reqs[0].header("x-request-id"), Some(rid.as_str()));
+}

@@ -261,3 +261,37 @@ fn strip_prefix_forwards_the_rest_of_the_path_with_the_query() {
         assert_eq!(reqs[i].target, *want, "sent {sent}");
     }
 }
+
+#[test]
+fn gateway_answers_follow_head_and_connection_rules() {
+    let b = Backend::fixed("x");
+    let cfg = format!(
+        "[[upstreams]]\nid = \"up\"\nnodes = [{{ addr = \"{}\" }}]\n\n\
+         [[routes]]\nid = \"r\"\npaths = [\"/there\"]\nupstream = \"up\"\n",
+        b.addr()
+    );
+    let gw = Gateway::start(&cfg);
+    // HEAD: the 404 has no body, so the next answer on the connection parses cleanly.
+    let mut c = Conn::open(gw.addr);
+    c.send(b"HEAD /nowhere HTTP/1.1\r\nHost: t\r\n\r\nGET /there HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("send");
+    let r = c.read_response_for("HEAD").expect("HEAD 404");
+    assert_eq!(r.status, 404);
+    assert!(r.header("x-request-id").is_some());
+    let r = c.read_response().expect("GET after HEAD 404");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "x"));
+    // Connection: close from the client: answered, then closed.
+    let mut c = Conn::open(gw.addr);
+    c.send(b"GET /nowhere HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let r = c.read_response().expect("404");
+    assert_gateway_error(&r, 404, "no_route");
+    assert!(r.has_token("connection", "close"), "{:?}", r.headers);
+    assert!(c.closes_within(Duration::from_secs(3)));
+    // HTTP/1.0 without keep-alive: answered, then closed.
+    let mut c = Conn::open(gw.addr);
+    c.send(b"GET /nowhere HTTP/1.0\r\n\r\n").expect("send");
+    let r = c.read_response().expect("404");
+    assert_gateway_error(&r, 404, "no_route");
+    assert!(c.closes_within(Duration::from_secs(3)));
+}

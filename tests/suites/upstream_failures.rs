@@ -57,6 +57,11 @@ fn a_garbage_answer_is_502() {
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
         b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+        // Framing a client could read differently: smuggling in the answer direction.
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nabc",
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
     ] {
         let raw = raw.to_vec();
         let shown = String::from_utf8_lossy(&raw).into_owned();
@@ -72,6 +77,19 @@ fn a_garbage_answer_is_502() {
         );
         assert_gateway_error(&r, 502, "upstream_failed");
     }
+}
+
+#[test]
+fn an_oversized_upstream_head_is_502() {
+    let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..200 {
+        raw.extend(format!("X-Big-{i}: {}\r\n", "b".repeat(1000)).as_bytes());
+    }
+    raw.extend(b"Content-Length: 0\r\n\r\n");
+    let b = Backend::start(move |_| Reply::Raw(raw.clone()));
+    let gw = gateway_for(&b);
+    let r = get(gw.addr, "t", "/");
+    assert_gateway_error(&r, 502, "upstream_failed");
 }
 
 #[test]
