@@ -128,9 +128,9 @@ impl Worker {
             stopping: false,
             stop_deadline: 0,
             ready: Vec::with_capacity(1024),
-            again: Vec::new(),
-            expired: Vec::new(),
-            tasks: Vec::new(),
+            again: Vec::with_capacity(64),
+            expired: Vec::with_capacity(1024),
+            tasks: Vec::with_capacity(8),
             last_sweep: now,
         })
     }

@@ -65,14 +65,16 @@ impl BufPool {
 impl Drop for PooledBuf {
     fn drop(&mut self) {
         let mut inner = self.pool.borrow_mut();
-        // A buffer that grew far past the nominal size (a huge header block) goes back to the
-        // allocator rather than pinning its memory in the pool.
-        if inner.free.len() < inner.max_free && self.buf.capacity() <= inner.size * 4 {
-            let mut b = std::mem::take(&mut self.buf);
-            b.clear();
-            if b.capacity() < inner.size {
-                return;
-            }
+        if inner.free.len() >= inner.max_free {
+            return;
+        }
+        let mut b = std::mem::take(&mut self.buf);
+        b.clear();
+        // Consumed bytes at the front (`advance`) shrink the visible capacity; reclaiming
+        // moves the start back without allocating. A buffer that cannot be reclaimed (it
+        // was split) or grew far past the nominal size (a huge header block) goes back to
+        // the allocator rather than pinning memory in the pool.
+        if b.try_reclaim(inner.size) && b.capacity() <= inner.size * 4 {
             inner.free.push(b);
         }
     }
@@ -107,6 +109,21 @@ mod tests {
         let b = pool.checkout();
         assert_eq!(b.as_ptr() as usize, ptr, "the same allocation comes back");
         assert!(b.is_empty());
+        assert!(b.capacity() >= 1024);
+    }
+
+    #[test]
+    fn consumed_buffers_are_reclaimed() {
+        let pool = BufPool::new(1024, 4);
+        let ptr = {
+            let mut b = pool.checkout();
+            b.extend_from_slice(&[7u8; 100]);
+            bytes::Buf::advance(&mut *b, 100);
+            b.as_ptr() as usize - 100
+        };
+        assert_eq!(pool.free(), 1, "an advanced buffer still comes back");
+        let b = pool.checkout();
+        assert_eq!(b.as_ptr() as usize, ptr);
         assert!(b.capacity() >= 1024);
     }
 

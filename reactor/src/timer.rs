@@ -33,7 +33,9 @@ pub struct TimerWheel {
 impl TimerWheel {
     pub fn new(now: u64) -> TimerWheel {
         TimerWheel {
-            slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            // Slots start with room for a few entries so arming timers in steady state does
+            // not reach the allocator.
+            slots: (0..SLOTS).map(|_| Vec::with_capacity(4)).collect(),
             cursor: now / TICK_MS,
             len: 0,
             hint: u64::MAX,
