@@ -18,6 +18,7 @@ Every subcommand is small and prints plain text for bash to read:
                                execs CMD (so CMD's threads and children inherit them)
   record RUNS key=value...     turns one wrk run into a JSON line, prints a table row
   summary RUNS OUT key=value   medians + ratios table on stdout, JSON summary to OUT
+  selftest                     checks the parsers and the arithmetic on fixed inputs
 """
 
 import json
@@ -30,6 +31,8 @@ import urllib.error
 import urllib.request
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Loopback only: never route the readiness checks through an http_proxy from the environment.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
 
 
@@ -192,7 +195,7 @@ def wait_http(url, seconds, pid=None):
             print(f"server PID {pid} exited before {url} answered", file=sys.stderr)
             return 1
         try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
+            with OPENER.open(url, timeout=1) as resp:
                 if resp.status == 200:
                     resp.read()
                     return 0
@@ -206,7 +209,7 @@ def wait_http(url, seconds, pid=None):
 def check(url, length, post):
     data = b"x" * post if post else None
     try:
-        with urllib.request.urlopen(url, data=data, timeout=5) as resp:
+        with OPENER.open(url, data=data, timeout=5) as resp:
             body = resp.read()
             status = resp.status
     except (OSError, urllib.error.URLError) as e:
@@ -442,6 +445,47 @@ def summary(runs_path, out_path, meta):
     print(f"\nsummary written to {out_path}")
 
 
+WRK_SAMPLE = """Running 10s test @ http://127.0.0.1:1/100
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   595.45us  100.00us   10.00ms   90.00%
+  Latency Distribution
+     50%  567.00us
+     75%  600.00us
+     90%  700.00us
+     99%    1.20ms
+  844000 requests in 10.00s, 123.45MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 12
+Requests/sec:  84400.00
+Transfer/sec:     12.34MB
+"""
+
+
+def selftest():
+    w = parse_wrk(WRK_SAMPLE)
+    assert w == {"requests": 844000, "rps": 84400.0, "p50_us": 567.0, "p99_us": 1200.0,
+                 "socket_errors": 3, "non2xx": 12}, w
+    assert to_us("2.5s") == 2.5e6 and to_us("3.00ms") == 3000.0 and to_us("7us") == 7.0
+    try:
+        parse_wrk("Requests/sec: 1\n")
+        raise AssertionError("incomplete wrk output must be refused")
+    except SystemExit:
+        pass
+    # 100 busy ticks of which the proxy used 60, over 200 elapsed: others took 20%.
+    f = {"busy0": "0", "busy1": "100", "tot0": "0", "tot1": "200", "t0": "5", "t1": "65"}
+    assert noise_pct(f) == 20.0
+    assert noise_pct({"base_" + k: v for k, v in f.items()}, "base_") == 20.0
+    runs = [{"scenario": "s", "proxy": p, "round": r, "rps": v}
+            for p, r, v in [("nginx", 1, 100), ("gh", 1, 50), ("nginx", 2, 10), ("gh", 2, 20),
+                            ("nginx", 3, 40), ("gh", 3, 40)]]
+    assert paired_ratio(runs, "s", "gh", "nginx", "rps") == 1.0  # median of 0.5, 2.0, 1.0
+    assert ratio(1, 0) is None and ratio(None, 2) is None and ratio(3, 2) == 1.5
+    assert len(set(free_ports(4))) == 4
+    assert ticks(os.getpid()) >= 0 and status_kib(os.getpid(), "VmRSS") > 0
+    print("harness selftest: 9 passed, 0 failed")
+
+
 def main(argv):
     if not argv:
         raise SystemExit(__doc__)
@@ -472,6 +516,8 @@ def main(argv):
         idle_record(args[0], kv(args[1:]))
     elif cmd == "row-header":
         print(row_header())
+    elif cmd == "selftest":
+        selftest()
     elif cmd == "summary":
         summary(args[0], args[1], kv(args[2:]))
     else:
