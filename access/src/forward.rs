@@ -6,6 +6,7 @@
 //! `Transfer-Encoding: chunked` (chunked bodies pass through verbatim), and carry
 //! `X-Forwarded-For` (appended), `X-Real-IP`, `X-Forwarded-Proto` and `X-Request-Id`.
 
+use business::{Context, HeaderBuf};
 use bytes::{BufMut, BytesMut};
 use protocols::error::{fmt_u64, reason};
 use protocols::http1::{BodyKind, HeaderKind, RequestHead, ResponseHead};
@@ -36,6 +37,9 @@ pub struct RequestRewrite<'a> {
     pub request_id: &'a [u8],
     /// Used as Host when the client sent none (HTTP/1.0).
     pub upstream_addr: SocketAddr,
+    /// Fields the pipeline adds (they replace client fields of the same name, so a client
+    /// cannot forge an identity header an auth module sets).
+    pub extra: &'a HeaderBuf,
 }
 
 /// Fields the gateway sets itself; the client's copies are dropped (X-Forwarded-For is
@@ -98,9 +102,19 @@ pub fn write_request_head(out: &mut BytesMut, buf: &[u8], head: &RequestHead, rw
         if h.hop_by_hop || replaced_in_request(h.kind) {
             continue;
         }
-        out.put_slice(h.name.get(buf));
+        let name = h.name.get(buf);
+        if !rw.extra.is_empty() && rw.extra.contains(name) {
+            continue;
+        }
+        out.put_slice(name);
         out.put_slice(b": ");
         out.put_slice(h.value.get(buf));
+        out.put_slice(b"\r\n");
+    }
+    for (n, v) in rw.extra.iter() {
+        out.put_slice(n);
+        out.put_slice(b": ");
+        out.put_slice(v);
         out.put_slice(b"\r\n");
     }
     if head.body == BodyKind::Chunked {
@@ -131,9 +145,10 @@ pub fn write_response_head(
     out: &mut BytesMut,
     buf: &[u8],
     head: &ResponseHead,
-    request_id: &[u8],
+    ctx: &Context,
     conn: ClientConn,
 ) {
+    let request_id = ctx.request_id();
     out.put_slice(b"HTTP/1.1 ");
     let mut tmp = [0u8; 20];
     out.put_slice(fmt_u64(head.status as u64, &mut tmp));
@@ -157,6 +172,12 @@ pub fn write_response_head(
         out.put_slice(b"\r\n");
     }
     if head.status >= 200 {
+        for (n, v) in ctx.response_headers.iter() {
+            out.put_slice(n);
+            out.put_slice(b": ");
+            out.put_slice(v);
+            out.put_slice(b"\r\n");
+        }
         out.put_slice(b"X-Request-Id: ");
         out.put_slice(request_id);
         out.put_slice(b"\r\n");
@@ -191,6 +212,7 @@ X-Forwarded-For: 10.0.0.1\r\nX-Request-Id: bad id\r\nAccept: */*\r\n\r\n";
             proto: b"http",
             request_id: b"rid",
             upstream_addr: "127.0.0.1:9".parse().unwrap(),
+            extra: &HeaderBuf::new(),
         };
         write_request_head(&mut out, raw, &head, &rw);
         let text = std::str::from_utf8(&out).unwrap();
@@ -210,7 +232,9 @@ X-Forwarded-Proto: http\r\nX-Request-Id: rid\r\nHost: x\r\nAccept: */*\r\n\r\n"
             Ok(Parsed::Complete)
         ));
         let mut out = BytesMut::new();
-        write_response_head(&mut out, raw, &head, b"ours", ClientConn::Close);
+        let mut ctx = Context::new();
+        assert!(ctx.adopt_request_id(b"ours"));
+        write_response_head(&mut out, raw, &head, &ctx, ClientConn::Close);
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Request-Id: ours\r\nConnection: close\r\n\r\n"

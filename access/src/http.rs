@@ -50,6 +50,8 @@ pub struct Env<'a> {
     pub rid_counter: &'a mut u64,
     pub stopping: bool,
     pub sid: usize,
+    /// Wall-clock seconds, read once per loop iteration.
+    pub unix_secs: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -261,6 +263,30 @@ fn answer(
     }
 }
 
+/// Writes an answer the pipeline made itself: status, its fields, no body.
+fn write_reply(out: &mut bytes::BytesMut, status: u16, ctx: &business::Context, close: bool) {
+    use bytes::BufMut;
+    out.put_slice(b"HTTP/1.1 ");
+    protocols::error::put_u64(out, status as u64);
+    out.put_u8(b' ');
+    out.put_slice(protocols::error::reason(status).as_bytes());
+    out.put_slice(b"\r\n");
+    for (n, v) in ctx.reply_headers.iter().chain(ctx.response_headers.iter()) {
+        out.put_slice(n);
+        out.put_slice(b": ");
+        out.put_slice(v);
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"X-Request-Id: ");
+    out.put_slice(ctx.request_id());
+    out.put_slice(if close {
+        &b"\r\nConnection: close"[..]
+    } else {
+        b""
+    });
+    out.put_slice(b"\r\nContent-Length: 0\r\n\r\n");
+}
+
 /// A complete head is in `env.req_head`: run the pipeline and start the upstream call.
 fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
     let mut ex = env.free_ex.pop().unwrap_or_default();
@@ -269,7 +295,7 @@ fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
     let Some(cin) = s.cin.as_mut() else {
         return Step::Close;
     };
-    ex.ctx.reset(s.peer.ip(), env.now);
+    ex.ctx.reset(s.peer.ip(), env.now, env.unix_secs);
     let adopted = head
         .find(HeaderKind::XRequestId)
         .is_some_and(|h| ex.ctx.adopt_request_id(h.value.get(cin)));
@@ -289,9 +315,28 @@ fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         head,
         peer: s.peer.ip(),
         tls: false,
+        body: None,
     };
     let flow = snap.pipeline.run(&mut ex.ctx, &req, &snap, env.core);
+    if let Flow::Reply(status) = flow {
+        bytes::Buf::advance(&mut **cin, head.head_len);
+        let close = has_body || !ex.client_keep_alive;
+        let cout = s.cout.get_or_insert_with(|| env.bufs.checkout());
+        write_reply(cout, status, &ex.ctx, close);
+        recycle(ex, env);
+        if close {
+            s.close_after = true;
+        }
+        s.phase = if close { Phase::Closing } else { Phase::Head };
+        s.head_started = if s.cin.as_ref().is_some_and(|c| !c.is_empty()) {
+            env.now
+        } else {
+            0
+        };
+        return Step::Progress;
+    }
     let reject = match flow {
+        Flow::Reply(_) => None,
         Flow::Respond(r) => Some((r.kind, r.retry_after)),
         Flow::Continue => match head.body {
             BodyKind::Length(n) if n > ex.ctx.max_body => Some((ErrorKind::BodyTooLarge, None)),
@@ -346,6 +391,7 @@ fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         proto: b"http",
         request_id: ex.ctx.request_id(),
         upstream_addr: ex.up_addr,
+        extra: &ex.ctx.upstream_headers,
     };
     write_request_head(uout, cin, head, &rw);
     ex.uout_sent = 0;
@@ -742,13 +788,7 @@ fn relay_response(s: &mut Session, env: &mut Env) -> Step {
                         // field was dropped, so a 101 is an upstream out of step.
                         return upstream_broken(s, env);
                     }
-                    write_response_head(
-                        cout,
-                        uin,
-                        head,
-                        ex.ctx.request_id(),
-                        ClientConn::KeepAlive,
-                    );
+                    write_response_head(cout, uin, head, &ex.ctx, ClientConn::KeepAlive);
                     bytes::Buf::advance(&mut **uin, head.head_len);
                     progress = true;
                     continue;
@@ -768,7 +808,7 @@ fn relay_response(s: &mut Session, env: &mut Env) -> Step {
                 ex.client_keep_alive = keep;
                 ex.resp_keep_alive = head.keep_alive;
                 ex.ctx.status = head.status;
-                write_response_head(cout, uin, head, ex.ctx.request_id(), conn);
+                write_response_head(cout, uin, head, &ex.ctx, conn);
                 bytes::Buf::advance(&mut **uin, head.head_len);
                 ex.resp_head_sent = true;
                 ex.resp_body = match head.body {

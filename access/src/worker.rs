@@ -58,6 +58,7 @@ pub struct Worker {
     expired: Vec<Entry>,
     tasks: Vec<Task>,
     last_sweep: u64,
+    unix_secs: u64,
 }
 
 fn parse_limits(snap: &Snapshot) -> Limits {
@@ -132,6 +133,7 @@ impl Worker {
             expired: Vec::with_capacity(1024),
             tasks: Vec::with_capacity(8),
             last_sweep: now,
+            unix_secs: 0,
         })
     }
 
@@ -159,6 +161,9 @@ impl Worker {
                 }
             }
             self.clock.update();
+            self.unix_secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
             self.ready.clear();
             for e in events.iter() {
                 let readable = e.is_readable() || e.is_read_closed() || e.is_error();
@@ -302,6 +307,7 @@ impl Worker {
             rid_counter: &mut self.rid_counter,
             stopping: self.stopping,
             sid,
+            unix_secs: self.unix_secs,
         };
         let outcome = http::drive(s, &mut env);
         self.after(sid, outcome);
@@ -379,6 +385,7 @@ impl Worker {
                 rid_counter: &mut self.rid_counter,
                 stopping: self.stopping,
                 sid,
+                unix_secs: self.unix_secs,
             };
             let outcome = http::on_timeout(s, &mut env);
             self.after(sid, outcome);

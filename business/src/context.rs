@@ -3,6 +3,7 @@
 //! One context lives in each active session and is reset, not reallocated, between the
 //! requests of a keep-alive connection, so the pipeline allocates nothing per request.
 
+use crate::headers::HeaderBuf;
 use conf::RouteMatch;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -28,6 +29,17 @@ pub struct Context {
     pub status: u16,
     /// When the request head was complete (ms, worker clock).
     pub started_ms: u64,
+    /// Wall-clock time of the request (seconds since the Unix epoch), for token expiry and
+    /// signed dates.
+    pub unix_secs: u64,
+    /// Fields added to the upstream request (claims, consumer id, risk score).
+    pub upstream_headers: HeaderBuf,
+    /// Fields added to the client's answer (CORS).
+    pub response_headers: HeaderBuf,
+    /// Fields of an answer the gateway makes itself (`Flow::Reply`): `Location`, preflight.
+    pub reply_headers: HeaderBuf,
+    /// The consumer an auth stage identified (index into the snapshot's consumers).
+    pub consumer: Option<usize>,
 }
 
 impl Context {
@@ -43,11 +55,16 @@ impl Context {
             max_body: 0,
             status: 0,
             started_ms: 0,
+            unix_secs: 0,
+            upstream_headers: HeaderBuf::new(),
+            response_headers: HeaderBuf::new(),
+            reply_headers: HeaderBuf::new(),
+            consumer: None,
         }
     }
 
     /// Clears the per-request decisions for the next request on the same connection.
-    pub fn reset(&mut self, client_ip: IpAddr, now: u64) {
+    pub fn reset(&mut self, client_ip: IpAddr, now: u64, unix_secs: u64) {
         self.client_ip = client_ip;
         self.request_id_len = 0;
         self.matched = false;
@@ -56,6 +73,11 @@ impl Context {
         self.max_body = 0;
         self.status = 0;
         self.started_ms = now;
+        self.unix_secs = unix_secs;
+        self.upstream_headers.clear();
+        self.response_headers.clear();
+        self.reply_headers.clear();
+        self.consumer = None;
     }
 
     pub fn request_id(&self) -> &[u8] {

@@ -6,6 +6,7 @@
 //! answer now, proxy to the chosen upstream node, or (later) wait for outbound calls.
 
 pub mod context;
+pub mod headers;
 pub mod modules;
 pub mod pipeline;
 pub mod snapshot;
@@ -13,6 +14,7 @@ pub mod stage;
 pub mod stages;
 
 pub use context::Context;
+pub use headers::HeaderBuf;
 pub use pipeline::{CoreState, Pipeline};
 pub use snapshot::{Snapshot, UpstreamRt};
 pub use stage::{Flow, Reject, Request, Stage};

@@ -17,6 +17,9 @@ pub struct Request<'a> {
     pub head: &'a RequestHead,
     /// The socket peer.
     pub peer: IpAddr,
+    /// The request body, when the pipeline asked for it to be read first
+    /// (see [`Stage::body_bytes`]); None otherwise.
+    pub body: Option<&'a [u8]>,
     /// Whether the client connection is TLS (for `X-Forwarded-Proto` and redirects).
     pub tls: bool,
 }
@@ -32,6 +35,25 @@ impl Request<'_> {
 
     pub fn method(&self) -> &[u8] {
         self.head.method_span.get(self.buf)
+    }
+
+    pub fn query(&self) -> Option<&[u8]> {
+        self.head.query.map(|q| q.get(self.buf))
+    }
+
+    /// The first value of a header (any case), None when absent.
+    pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        self.head
+            .find_name(self.buf, name)
+            .map(|h| h.value.get(self.buf))
+    }
+
+    /// Every header as (name, value).
+    pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone + '_ {
+        self.head
+            .headers()
+            .iter()
+            .map(|h| (h.name.get(self.buf), h.value.get(self.buf)))
     }
 }
 
@@ -62,6 +84,9 @@ pub enum Flow {
     Continue,
     /// Stop and answer with an error; nothing goes upstream.
     Respond(Reject),
+    /// Stop and answer with this status, no body, and the fields in `ctx.reply_headers`
+    /// (a redirect, a CORS preflight); nothing goes upstream.
+    Reply(u16),
 }
 
 /// A configured module taking part in the pipeline.
@@ -79,6 +104,14 @@ pub trait Stage: Send + Sync {
         _core: &mut CoreState,
     ) -> Flow {
         Flow::Continue
+    }
+
+    /// Bytes of the request body this stage must see before it can decide (a WAF body
+    /// prefix, JSON parameters, a signature). When any stage asks, the access layer reads
+    /// the body (up to the largest ask; a larger body is a 413) before running the
+    /// pipeline, and `Request::body` holds it. The default, 0, keeps bodies streaming.
+    fn body_bytes(&self) -> usize {
+        0
     }
 
     /// Runs once when the upstream's answer head is known (status in `ctx`), in reverse
