@@ -40,6 +40,8 @@ pub struct RequestRewrite<'a> {
     /// Fields the pipeline adds (they replace client fields of the same name, so a client
     /// cannot forge an identity header an auth module sets).
     pub extra: &'a HeaderBuf,
+    /// Client fields to drop.
+    pub remove: &'a HeaderBuf,
 }
 
 /// Fields the gateway sets itself; the client's copies are dropped (X-Forwarded-For is
@@ -103,7 +105,9 @@ pub fn write_request_head(out: &mut BytesMut, buf: &[u8], head: &RequestHead, rw
             continue;
         }
         let name = h.name.get(buf);
-        if !rw.extra.is_empty() && rw.extra.contains(name) {
+        if (!rw.extra.is_empty() && rw.extra.contains(name))
+            || (!rw.remove.is_empty() && rw.remove.contains(name))
+        {
             continue;
         }
         out.put_slice(name);
@@ -166,7 +170,11 @@ pub fn write_response_head(
         {
             continue;
         }
-        out.put_slice(h.name.get(buf));
+        let name = h.name.get(buf);
+        if !ctx.response_remove.is_empty() && ctx.response_remove.contains(name) {
+            continue;
+        }
+        out.put_slice(name);
         out.put_slice(b": ");
         out.put_slice(h.value.get(buf));
         out.put_slice(b"\r\n");
@@ -213,6 +221,7 @@ X-Forwarded-For: 10.0.0.1\r\nX-Request-Id: bad id\r\nAccept: */*\r\n\r\n";
             request_id: b"rid",
             upstream_addr: "127.0.0.1:9".parse().unwrap(),
             extra: &HeaderBuf::new(),
+            remove: &HeaderBuf::new(),
         };
         write_request_head(&mut out, raw, &head, &rw);
         let text = std::str::from_utf8(&out).unwrap();

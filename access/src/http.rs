@@ -392,6 +392,7 @@ fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         request_id: ex.ctx.request_id(),
         upstream_addr: ex.up_addr,
         extra: &ex.ctx.upstream_headers,
+        remove: &ex.ctx.upstream_remove,
     };
     write_request_head(uout, cin, head, &rw);
     ex.uout_sent = 0;

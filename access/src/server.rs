@@ -74,10 +74,16 @@ impl Server {
         })
     }
 
-    /// Publishes a new snapshot to every worker.
-    pub fn publish(&self, snap: Arc<Snapshot>) {
-        for s in &self.senders {
-            let _ = s.send(Task::Swap(snap.clone()));
+    /// Publishes a new snapshot to every worker and waits until each serves it (or
+    /// `timeout` passes). Returns whether every worker confirmed.
+    pub fn publish(&self, snap: Arc<Snapshot>, timeout: std::time::Duration) -> bool {
+        self.publisher().publish(snap, timeout)
+    }
+
+    /// A handle that can publish snapshots from another thread (the admin API).
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            senders: self.senders.clone(),
         }
     }
 
@@ -89,6 +95,33 @@ impl Server {
         for t in self.threads {
             let _ = t.join();
         }
+    }
+}
+
+/// Publishes snapshots to the workers from any thread.
+#[derive(Clone)]
+pub struct Publisher {
+    senders: Vec<InboxSender<Task>>,
+}
+
+impl Publisher {
+    /// Like [`Server::publish`]: sends `snap` to every worker and waits for each to serve it.
+    pub fn publish(&self, snap: Arc<Snapshot>, timeout: std::time::Duration) -> bool {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut sent = 0;
+        for s in &self.senders {
+            if s.send(Task::Swap(snap.clone(), Some(tx.clone()))).is_ok() {
+                sent += 1;
+            }
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        for _ in 0..sent {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if rx.recv_timeout(left).is_err() {
+                return false;
+            }
+        }
+        sent == self.senders.len()
     }
 }
 

@@ -26,8 +26,9 @@ const SWEEP_EVERY_MS: u64 = 1000;
 
 /// Work sent to a worker from another thread.
 pub enum Task {
-    /// Serve new requests with this config version.
-    Swap(Arc<Snapshot>),
+    /// Serve new requests with this config version; the sender, if any, hears the
+    /// worker's id once it does.
+    Swap(Arc<Snapshot>, Option<std::sync::mpsc::Sender<usize>>),
     /// Stop accepting, finish in-flight requests, exit within the drain time.
     Stop,
 }
@@ -397,10 +398,13 @@ impl Worker {
         let tasks = std::mem::take(&mut self.tasks);
         for task in tasks {
             match task {
-                Task::Swap(snap) => {
+                Task::Swap(snap, done) => {
                     self.core = CoreState::for_snapshot(&snap);
                     self.limits = parse_limits(&snap);
                     self.snap = Rc::new(snap);
+                    if let Some(done) = done {
+                        let _ = done.send(self.id);
+                    }
                 }
                 Task::Stop => self.begin_stop(),
             }

@@ -36,6 +36,10 @@ pub struct Context {
     pub upstream_headers: HeaderBuf,
     /// Fields added to the client's answer (CORS).
     pub response_headers: HeaderBuf,
+    /// Names of client fields not to forward upstream (values unused).
+    pub upstream_remove: HeaderBuf,
+    /// Names of upstream answer fields not to relay to the client (values unused).
+    pub response_remove: HeaderBuf,
     /// Fields of an answer the gateway makes itself (`Flow::Reply`): `Location`, preflight.
     pub reply_headers: HeaderBuf,
     /// The consumer an auth stage identified (index into the snapshot's consumers).
@@ -59,6 +63,8 @@ impl Context {
             upstream_headers: HeaderBuf::new(),
             response_headers: HeaderBuf::new(),
             reply_headers: HeaderBuf::new(),
+            upstream_remove: HeaderBuf::new(),
+            response_remove: HeaderBuf::new(),
             consumer: None,
         }
     }
@@ -77,6 +83,8 @@ impl Context {
         self.upstream_headers.clear();
         self.response_headers.clear();
         self.reply_headers.clear();
+        self.upstream_remove.clear();
+        self.response_remove.clear();
         self.consumer = None;
     }
 
