@@ -44,6 +44,8 @@ pub struct Context {
     pub reply_headers: HeaderBuf,
     /// The consumer an auth stage identified (index into the snapshot's consumers).
     pub consumer: Option<usize>,
+    /// The stage the pipeline resumes at (after the body was read).
+    pub resume_at: usize,
 }
 
 impl Context {
@@ -66,6 +68,7 @@ impl Context {
             upstream_remove: HeaderBuf::new(),
             response_remove: HeaderBuf::new(),
             consumer: None,
+            resume_at: 0,
         }
     }
 
@@ -86,6 +89,7 @@ impl Context {
         self.upstream_remove.clear();
         self.response_remove.clear();
         self.consumer = None;
+        self.resume_at = 0;
     }
 
     pub fn request_id(&self) -> &[u8] {

@@ -42,7 +42,12 @@ impl Pipeline {
         Pipeline { stages }
     }
 
-    /// Runs the request stages in order until one answers.
+    /// Runs the request stages in order, from `ctx.resume_at`, until one answers.
+    ///
+    /// A stage that must see the body (`body_bytes() > 0`) while the body has not been read
+    /// stops the run with `Flow::NeedBody`; `ctx.resume_at` then points at that stage, and
+    /// the access layer runs the pipeline again with the body once it has read it, so no
+    /// stage runs twice for one request.
     pub fn run(
         &self,
         ctx: &mut Context,
@@ -50,7 +55,13 @@ impl Pipeline {
         snap: &Snapshot,
         core: &mut CoreState,
     ) -> Flow {
-        for (_, stage) in &self.stages {
+        let start = ctx.resume_at;
+        for (i, (_, stage)) in self.stages.iter().enumerate().skip(start) {
+            let want = stage.body_bytes();
+            if want > 0 && req.body.is_none() && req.has_body() {
+                ctx.resume_at = i;
+                return Flow::NeedBody(want);
+            }
             match stage.on_request(ctx, req, snap, core) {
                 Flow::Continue => {}
                 answer => return answer,

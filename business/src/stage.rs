@@ -37,6 +37,15 @@ impl Request<'_> {
         self.head.method_span.get(self.buf)
     }
 
+    /// Whether the request carries a body (chunked, or a non-zero Content-Length).
+    pub fn has_body(&self) -> bool {
+        match self.head.body {
+            protocols::http1::BodyKind::Chunked => true,
+            protocols::http1::BodyKind::Length(n) => n > 0,
+            _ => false,
+        }
+    }
+
     pub fn query(&self) -> Option<&[u8]> {
         self.head.query.map(|q| q.get(self.buf))
     }
@@ -87,6 +96,9 @@ pub enum Flow {
     /// Stop and answer with this status, no body, and the fields in `ctx.reply_headers`
     /// (a redirect, a CORS preflight); nothing goes upstream.
     Reply(u16),
+    /// Read up to this many body bytes, then run the pipeline again (it resumes at the
+    /// stage that asked). A larger body is answered 413.
+    NeedBody(usize),
 }
 
 /// A configured module taking part in the pipeline.
