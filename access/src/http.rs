@@ -9,8 +9,8 @@
 
 use crate::forward::{write_request_head, write_response_head, ClientConn, RequestRewrite};
 use crate::io::{read_into, would_block, write_some, write_two};
-use crate::session::{Body, Exchange, Phase, RespPhase, Session};
-use business::{CoreState, Flow, Request, Snapshot};
+use crate::session::{Body, CoreSnap, Exchange, Phase, RespPhase, Session};
+use business::{CoreState, Flow, Request};
 use components::HttpPool;
 use mio::Registry;
 use protocols::error::{write_error, Answer, ErrorKind};
@@ -20,8 +20,6 @@ use protocols::http1::{
 };
 use reactor::BufPool;
 use std::io;
-use std::rc::Rc;
-use std::sync::Arc;
 
 /// Steps per `drive` call before the session yields to others (fairness under a fast peer).
 const MAX_ROUNDS: usize = 64;
@@ -40,7 +38,7 @@ pub struct Env<'a> {
     pub pool: &'a mut HttpPool,
     pub bufs: &'a BufPool,
     pub now: u64,
-    pub snap: &'a Rc<Arc<Snapshot>>,
+    pub snap: &'a CoreSnap,
     pub core: &'a mut CoreState,
     pub limits: &'a Limits,
     pub req_head: &'a mut RequestHead,
@@ -65,7 +63,7 @@ pub enum Outcome {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Step {
+pub(crate) enum Step {
     Progress,
     Idle,
     Close,
@@ -81,6 +79,7 @@ pub fn drive(s: &mut Session, env: &mut Env) -> Outcome {
         let step = match s.phase {
             Phase::Head => head_step(s, env),
             Phase::Proxy => proxy_step(s, env),
+            Phase::ReadBody => crate::body::read_body_step(s, env),
             Phase::Closing => closing_step(s),
         };
         match step {
@@ -110,7 +109,7 @@ fn close(s: &mut Session, env: &mut Env) -> Outcome {
     Outcome::Close
 }
 
-fn recycle(mut ex: Box<Exchange>, env: &mut Env) {
+pub(crate) fn recycle(mut ex: Box<Exchange>, env: &mut Env) {
     ex.clear();
     env.free_ex.push(ex);
 }
@@ -226,7 +225,7 @@ fn head_step(s: &mut Session, env: &mut Env) -> Step {
 }
 
 /// Writes a gateway answer to the client.
-fn answer(
+pub(crate) fn answer(
     s: &mut Session,
     env: &mut Env,
     kind: ErrorKind,
@@ -288,34 +287,48 @@ fn write_reply(out: &mut bytes::BytesMut, status: u16, ctx: &business::Context, 
 }
 
 /// A complete head is in `env.req_head`: run the pipeline and start the upstream call.
-fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
-    let mut ex = env.free_ex.pop().unwrap_or_default();
+pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
+    // An exchange already present means the pipeline asked for the body, which is now in
+    // `cin` after the head: resume the pipeline where it stopped.
+    let resuming = s.ex.is_some();
+    let mut ex = match s.ex.take() {
+        Some(ex) => ex,
+        None => env.free_ex.pop().unwrap_or_default(),
+    };
     let snap = env.snap.clone();
     let head = &*env.req_head;
     let Some(cin) = s.cin.as_mut() else {
+        recycle(ex, env);
         return Step::Close;
     };
-    ex.ctx.reset(s.peer.ip(), env.now, env.unix_secs);
-    let adopted = head
-        .find(HeaderKind::XRequestId)
-        .is_some_and(|h| ex.ctx.adopt_request_id(h.value.get(cin)));
-    if !adopted {
-        *env.rid_counter += 1;
-        ex.ctx.generate_request_id(env.rid_prefix, *env.rid_counter);
+    if !resuming {
+        ex.ctx.reset(s.peer.ip(), env.now, env.unix_secs);
+        let adopted = head
+            .find(HeaderKind::XRequestId)
+            .is_some_and(|h| ex.ctx.adopt_request_id(h.value.get(cin)));
+        if !adopted {
+            *env.rid_counter += 1;
+            ex.ctx.generate_request_id(env.rid_prefix, *env.rid_counter);
+        }
+        ex.method = head.method;
+        ex.client_minor = head.minor_version;
+        ex.client_keep_alive = head.keep_alive && !env.stopping;
     }
-    ex.method = head.method;
-    ex.client_minor = head.minor_version;
-    ex.client_keep_alive = head.keep_alive && !env.stopping;
     let has_body =
         matches!(head.body, BodyKind::Chunked) || matches!(head.body, BodyKind::Length(n) if n > 0);
     let head_only = head.method == protocols::http1::Method::Head;
 
+    let body = if resuming {
+        crate::body::buffered(ex.body_buf.as_deref().map(|b| &b[..]), head, cin)
+    } else {
+        None
+    };
     let req = Request {
         buf: cin,
         head,
         peer: s.peer.ip(),
         tls: false,
-        body: None,
+        body,
     };
     let flow = snap.pipeline.run(&mut ex.ctx, &req, &snap, env.core);
     if let Flow::Reply(status) = flow {
@@ -337,6 +350,18 @@ fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
     }
     let reject = match flow {
         Flow::Reply(_) => None,
+        Flow::NeedBody(max) => match head.body {
+            BodyKind::Length(n) if n > max as u64 || n > ex.ctx.max_body => {
+                Some((ErrorKind::BodyTooLarge, None))
+            }
+            _ => {
+                let max = max.min(ex.ctx.max_body as usize);
+                crate::body::begin(&mut ex, head, max);
+                s.ex = Some(ex);
+                s.phase = Phase::ReadBody;
+                return Step::Progress;
+            }
+        },
         Flow::Respond(r) => Some((r.kind, r.retry_after)),
         Flow::Continue => match head.body {
             BodyKind::Length(n) if n > ex.ctx.max_body => Some((ErrorKind::BodyTooLarge, None)),
@@ -938,6 +963,7 @@ fn settle(s: &mut Session, env: &mut Env) {
                 d
             }
         },
+        Phase::ReadBody => s.client_activity + l.body_timeout_ms,
         Phase::Closing => {
             if cout_pending(s) > 0 {
                 s.client_activity + l.send_timeout_ms
@@ -972,6 +998,15 @@ pub fn on_timeout(s: &mut Session, env: &mut Env) -> Outcome {
                 return drive(s, env);
             }
             close(s, env)
+        }
+        Phase::ReadBody => {
+            if let Some(ex) = s.ex.take() {
+                recycle(ex, env);
+            }
+            answer(s, env, ErrorKind::ClientTimeout, None, true, false, None);
+            s.phase = Phase::Closing;
+            s.client_activity = env.now;
+            drive(s, env)
         }
         Phase::Closing => close(s, env),
     }

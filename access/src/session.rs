@@ -8,16 +8,25 @@
 
 use business::{Context, Snapshot};
 use mio::net::TcpStream;
-use protocols::http1::{ChunkedDecoder, Method};
+use protocols::http1::{BodyKind, ChunkedDecoder, Method};
 use reactor::PooledBuf;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
+/// The config version a worker serves, counted per core: a request takes a reference by a
+/// plain increment, where cloning the shared `Arc` would bounce its counter's cache line
+/// between cores on every request.
+#[allow(clippy::redundant_allocation)]
+pub type CoreSnap = Rc<Arc<Snapshot>>;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// Waiting for (or parsing) a request head.
     Head,
+    /// The pipeline asked to see the body: it is read into `cin` behind the head before
+    /// the pipeline resumes.
+    ReadBody,
     /// An exchange is in progress.
     Proxy,
     /// Flushing the last answer, then closing.
@@ -79,7 +88,7 @@ pub enum RespPhase {
 pub struct Exchange {
     pub ctx: Context,
     /// The config version the request started on; held until it ends.
-    pub snap: Option<Rc<Arc<Snapshot>>>,
+    pub snap: Option<CoreSnap>,
     pub method: Method,
     pub client_keep_alive: bool,
     pub client_minor: u8,
@@ -114,6 +123,14 @@ pub struct Exchange {
     pub resp_started: bool,
     /// A final (non-1xx) head went to the client.
     pub resp_head_sent: bool,
+    /// While reading a body for the pipeline: the head's length in `cin`, the body limit,
+    /// the framing, raw bytes scanned by the decoder, and the decoded chunked payload.
+    pub head_len: usize,
+    pub body_max: usize,
+    pub body_kind: BodyKind,
+    pub body_scanned: usize,
+    pub body_dec: ChunkedDecoder,
+    pub body_buf: Option<PooledBuf>,
 }
 
 impl Exchange {
@@ -147,6 +164,12 @@ impl Exchange {
             fwd_resp: 0,
             resp_started: false,
             resp_head_sent: false,
+            head_len: 0,
+            body_max: 0,
+            body_kind: BodyKind::None,
+            body_scanned: 0,
+            body_dec: ChunkedDecoder::default(),
+            body_buf: None,
         }
     }
 
@@ -158,6 +181,7 @@ impl Exchange {
         self.up = None;
         self.req_body = Body::Done;
         self.resp_body = Body::Done;
+        self.body_buf = None;
     }
 }
 

@@ -3,7 +3,7 @@
 //! their inboxes) and never take a lock on the request path.
 
 use crate::http::{self, Env, Outcome};
-use crate::session::{Exchange, Phase, Session};
+use crate::session::{CoreSnap, Exchange, Phase, Session};
 use business::{CoreState, Snapshot};
 use components::HttpPool;
 use mio::net::TcpListener;
@@ -44,7 +44,7 @@ pub struct Worker {
     bufs: BufPool,
     clock: Clock,
     wheel: TimerWheel,
-    snap: Rc<Arc<Snapshot>>,
+    snap: CoreSnap,
     core: CoreState,
     limits: Limits,
     req_head: Box<RequestHead>,
