@@ -238,10 +238,8 @@ pub(crate) fn answer(
     let rid = match request_id {
         Some(r) => r,
         None => {
-            let mut ctx = business::Context::new();
             *env.rid_counter += 1;
-            ctx.generate_request_id(env.rid_prefix, *env.rid_counter);
-            generated.copy_from_slice(ctx.request_id());
+            business::context::write_request_id(env.rid_prefix, *env.rid_counter, &mut generated);
             &generated[..]
         }
     };

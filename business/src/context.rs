@@ -112,13 +112,20 @@ impl Context {
 
     /// Generates a 32-hex-digit id from a per-worker random prefix and a counter.
     pub fn generate_request_id(&mut self, prefix: u64, counter: u64) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for (i, v) in [prefix, counter].iter().enumerate() {
-            for j in 0..16 {
-                self.request_id[i * 16 + j] = HEX[((v >> (60 - 4 * j)) & 15) as usize];
-            }
-        }
+        let mut id = [0u8; 32];
+        write_request_id(prefix, counter, &mut id);
+        self.request_id[..32].copy_from_slice(&id);
         self.request_id_len = 32;
+    }
+}
+
+/// Writes a 32-hex-digit request id: a per-worker random prefix, then a counter.
+pub fn write_request_id(prefix: u64, counter: u64, out: &mut [u8; 32]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, v) in [prefix, counter].iter().enumerate() {
+        for j in 0..16 {
+            out[i * 16 + j] = HEX[((v >> (60 - 4 * j)) & 15) as usize];
+        }
     }
 }
 
