@@ -16,7 +16,10 @@ pub mod router;
 pub mod validate;
 
 pub use error::{parse_json, ConfigError};
-pub use model::{Admin, Config, Limits, Node, Route, Server, Store, StoreKind, Upstream};
+pub use model::{
+    Admin, Config, ConsumerSpec, Limits, ModuleSpec, Node, Route, Server, Settings, Store,
+    StoreKind, Upstream, MODULE_KINDS,
+};
 pub use router::{RouteMatch, Router, MAX_PARAMS};
 
 use std::path::Path;

@@ -18,9 +18,13 @@ pub struct Config {
     pub admin: Admin,
     pub store: Store,
     pub upstreams: Vec<Upstream>,
+    /// Configured module instances (`[[modules]]`); see docs/modules/README.md.
+    pub modules: Vec<ModuleSpec>,
+    /// Callers known to the auth modules, with their credentials (`[[consumers]]`).
+    pub consumers: Vec<ConsumerSpec>,
     pub routes: Vec<Route>,
-    // Future resource arrays (services, modules, consumers, certificates) are added here by the
-    // lead, each a `Vec<_>` with `#[serde(default)]`, validated in `validate.rs`.
+    // Future resource arrays (services, certificates) are added here by the lead, each a
+    // `Vec<_>` with `#[serde(default)]`, validated in `validate.rs`.
 }
 
 /// `[server]`: the process and its data-plane listeners.
@@ -248,6 +252,9 @@ pub struct Route {
     /// For prefix paths: forward the path without the matched prefix (`/api/x` -> `/x`).
     #[serde(default)]
     pub strip_prefix: bool,
+    /// Ids of the (non-global) modules this route uses, in the order they run within a phase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<String>,
 }
 
 impl Default for Route {
@@ -262,6 +269,7 @@ impl Default for Route {
             upstream: String::new(),
             max_body_bytes: None,
             strip_prefix: false,
+            modules: Vec::new(),
         }
     }
 }
@@ -271,6 +279,56 @@ impl Route {
     pub fn body_limit(&self, limits: &Limits) -> u64 {
         self.max_body_bytes.unwrap_or(limits.max_body_bytes)
     }
+}
+
+/// The module kinds the gateway knows, in no particular order. Their fields and the phase each
+/// runs in are in docs/modules/; the business layer compiles each kind.
+pub const MODULE_KINDS: &[&str] = &[
+    "ip_list",
+    "params",
+    "waf",
+    "rate_limit",
+    "key_auth",
+    "jwt",
+    "hmac_auth",
+    "sign_check",
+    "decrypt",
+    "circuit_breaker",
+    "cors",
+    "headers",
+    "redirect",
+];
+
+/// Kind-specific fields of a module or consumer, kept as data: their types live in the business
+/// layer (which depends on this crate, not the reverse) and are checked when a snapshot is
+/// built, with paths like `modules[3].rate`.
+pub type Settings = serde_json::Map<String, serde_json::Value>;
+
+/// `[[modules]]`: a configured instance of a module kind. Routes name it in their `modules`
+/// list; a `global` module applies to every route instead.
+///
+/// Unknown keys cannot be refused here (they are the kind's fields, collected in `settings`);
+/// the business layer reads `settings` into the kind's own struct, which refuses them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleSpec {
+    pub id: String,
+    /// One of [`MODULE_KINDS`].
+    pub kind: String,
+    /// Applies to every route (routes must not list it too).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub global: bool,
+    /// The kind's own fields.
+    #[serde(flatten)]
+    pub settings: Settings,
+}
+
+/// `[[consumers]]`: a caller with its credentials (docs/modules/consumers.md). Like modules,
+/// only the id is typed here; the credentials are read by the business layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerSpec {
+    pub id: String,
+    #[serde(flatten)]
+    pub settings: Settings,
 }
 
 #[cfg(test)]
@@ -322,6 +380,51 @@ mod tests {
         let c = Config::default();
         let text = toml::to_string(&c).unwrap();
         assert_eq!(toml::from_str::<Config>(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn modules_keep_their_kind_fields_as_data() {
+        let text = r#"
+            [[modules]]
+            id = "w"
+            kind = "waf"
+            sets = ["sqli"]
+            body_limit = 4096
+            [modules.rule_actions]
+            sqli-comment = "log"
+            [[modules.rules]]
+            id = "agents"
+            keywords = ["sqlmap"]
+            [[consumers]]
+            id = "acme"
+            key_auth = { key = "k" }
+            [[routes]]
+            id = "r"
+            paths = ["/*"]
+            upstream = "u"
+            modules = ["w"]
+        "#;
+        let c: Config = toml::from_str(text).unwrap();
+        let m = &c.modules[0];
+        assert_eq!(
+            (m.id.as_str(), m.kind.as_str(), m.global),
+            ("w", "waf", false)
+        );
+        assert_eq!(m.settings["body_limit"], serde_json::json!(4096));
+        assert_eq!(m.settings["rules"][0]["keywords"][0], "sqlmap");
+        assert_eq!(m.settings["rule_actions"]["sqli-comment"], "log");
+        assert!(!m.settings.contains_key("id") && !m.settings.contains_key("kind"));
+        assert_eq!(c.consumers[0].settings["key_auth"]["key"], "k");
+        assert_eq!(c.routes[0].modules, vec!["w"]);
+        // Both directions, both formats: the admin API and the file hold the same resource.
+        let back: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        let json: Config = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(json, c);
+        let m: ModuleSpec =
+            serde_json::from_str(r#"{"id":"g","kind":"cors","global":true,"max_age":5}"#).unwrap();
+        assert!(m.global);
+        assert_eq!(m.settings.len(), 1);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! copy of the config, then the copy is validated whole), so there is one definition of
 //! "valid". Checks never stop at the first error: `gatehouse check` lists them all.
 
+mod modules;
 mod routes;
 
 use crate::error::ConfigError;
@@ -90,6 +91,9 @@ impl Config {
         check_store(&mut e, &self.store);
         check_upstreams(&mut e, &self.upstreams);
         routes::check_routes(&mut e, &self.routes, &self.upstreams);
+        let module_ids = modules::check_modules(&mut e, &self.modules);
+        modules::check_consumers(&mut e, &self.consumers);
+        modules::check_route_modules(&mut e, &self.routes, &module_ids);
         e.0
     }
 }
