@@ -28,6 +28,10 @@ impl Server {
         let mut senders = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
         let mut per_worker = Vec::with_capacity(workers);
+        for a in &addrs {
+            crate::listener::ensure_free(*a)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
+        }
         for _ in 0..workers {
             let mut ls = Vec::with_capacity(addrs.len());
             for a in addrs.iter_mut() {
