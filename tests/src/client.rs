@@ -97,6 +97,11 @@ impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        Conn::from_stream(stream)
+    }
+
+    /// Wraps a connection made elsewhere.
+    pub fn from_stream(stream: TcpStream) -> Conn {
         let _ = stream.set_nodelay(true);
         let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
         let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));

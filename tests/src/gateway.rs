@@ -122,6 +122,18 @@ impl Gateway {
 
     /// Like [`Gateway::start`], returning the failure text instead of panicking.
     pub fn try_start(config: &str) -> Result<Gateway, String> {
+        let mut g = Gateway::spawn(config)?;
+        g.wait_accepting()?;
+        // The listeners accept (kernel side) before the workers poll; a short pause keeps
+        // every test from landing in a worker's first millisecond, whose clock reads 0
+        // (see limits.rs, `a_head_arriving_in_the_first_millisecond_still_times_out`).
+        std::thread::sleep(Duration::from_millis(10));
+        Ok(g)
+    }
+
+    /// Writes the config (see [`Gateway::start`]) and spawns `gatehouse run`, without
+    /// waiting for anything.
+    pub fn spawn(config: &str) -> Result<Gateway, String> {
         let dir = TempDir::new("gw");
         let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -152,32 +164,44 @@ impl Gateway {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("spawn {}: {e}", bin().display()))?;
-        let mut g = Gateway {
+        Ok(Gateway {
             child,
             addr: listen,
             dir,
             exit: None,
-        };
+        })
+    }
+
+    /// Waits (bounded) until the data-plane port accepts a connection, and returns it.
+    pub fn first_connection(&mut self) -> Result<TcpStream, String> {
         let end = Instant::now() + START_TIMEOUT;
         loop {
-            if let Ok(Some(st)) = g.child.try_wait() {
-                g.exit = Some(st);
+            if let Ok(Some(st)) = self.child.try_wait() {
+                self.exit = Some(st);
+                let cfg = std::fs::read_to_string(self.dir.0.join("gatehouse.toml"));
                 return Err(format!(
-                    "exited with {st} before listening; stderr: {}\nconfig:\n{text}",
-                    g.stderr()
+                    "exited with {st} before listening; stderr: {}\nconfig:\n{}",
+                    self.stderr(),
+                    cfg.unwrap_or_default()
                 ));
             }
-            if TcpStream::connect_timeout(&listen, Duration::from_millis(100)).is_ok() {
-                return Ok(g);
+            if let Ok(s) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)) {
+                return Ok(s);
             }
             if Instant::now() > end {
                 return Err(format!(
-                    "not accepting on {listen} after {START_TIMEOUT:?}; stderr: {}",
-                    g.stderr()
+                    "not accepting on {} after {START_TIMEOUT:?}; stderr: {}",
+                    self.addr,
+                    self.stderr()
                 ));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Waits (bounded) until the data-plane port accepts connections.
+    pub fn wait_accepting(&mut self) -> Result<(), String> {
+        self.first_connection().map(drop)
     }
 
     pub fn pid(&self) -> u32 {

@@ -260,11 +260,31 @@ fn sigint_on_an_idle_gateway_exits_0_promptly() {
     let b = Backend::fixed("x");
     let mut gw = gateway_for(&b);
     assert_eq!(get(gw.addr, "t", "/").status, 200);
+    // Past the start-up window (see the next test): this one is about SIGINT itself.
+    std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
     gw.signal(libc::SIGINT);
     let st = gw.wait_exit(Duration::from_secs(5)).expect("still running");
     assert_eq!(st.code(), Some(0));
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+#[test]
+fn sigterm_as_soon_as_the_port_accepts_is_still_graceful() {
+    // A supervisor may stop a gateway the moment it is up: the signal must be handled
+    // (drain, exit 0), not kill the process with the default disposition.
+    for attempt in 0..10 {
+        let mut gw = Gateway::spawn("").expect("spawn");
+        gw.wait_accepting().expect("listening");
+        gw.sigterm();
+        let st = gw.wait_exit(Duration::from_secs(5)).expect("still running");
+        assert_eq!(
+            st.code(),
+            Some(0),
+            "attempt {attempt}: {st} (stderr: {:?})",
+            gw.stderr()
+        );
+    }
 }
 
 /// Splits a printed shell line into words (single quotes only, as the demo prints).

@@ -352,3 +352,26 @@ fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
         "gateway buffered the answer: VmHWM {hwm} KiB"
     );
 }
+
+#[test]
+fn a_head_arriving_in_the_first_millisecond_still_times_out() {
+    // A connection made as soon as the port accepts is served in the worker's first poll,
+    // when its clock reads 0 ms: the header timeout must apply to it like to any other.
+    for attempt in 0..3 {
+        let mut gw = Gateway::spawn(&one_route(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 9)),
+            "header_timeout_ms = 300",
+            "",
+            "",
+        ))
+        .expect("spawn");
+        let s = gw.first_connection().expect("listening");
+        let mut c = Conn::from_stream(s);
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\n").expect("send");
+        c.set_timeout(Duration::from_secs(3));
+        let r = c
+            .read_response()
+            .unwrap_or_else(|e| panic!("attempt {attempt}: no 408 within 3 s: {e}"));
+        assert_gateway_error(&r, 408, "client_timeout");
+    }
+}
