@@ -150,6 +150,9 @@ pub enum Reply {
     Raw(Vec<u8>),
     /// Answer at once without reading the body (e.g. a 401 to an upload), then close.
     Early(Response),
+    /// Read the body, write these bytes as they are, and keep serving the connection
+    /// (for upstreams out of step: a body after a HEAD answer, two answers to one request).
+    RawKeep(Vec<u8>),
 }
 
 type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
@@ -366,6 +369,10 @@ fn serve_conn(s: TcpStream, conn: usize, inner: &Inner) -> io::Result<()> {
             Reply::Raw(bytes) => {
                 rd.stream.write_all(&bytes)?;
                 return Ok(());
+            }
+            Reply::RawKeep(bytes) => {
+                rd.stream.write_all(&bytes)?;
+                continue;
             }
             Reply::Reset | Reply::ResetBeforeBody | Reply::Early(_) => {
                 reset(rd.stream);

@@ -295,3 +295,90 @@ fn gateway_answers_follow_head_and_connection_rules() {
     assert_gateway_error(&r, 404, "no_route");
     assert!(c.closes_within(Duration::from_secs(3)));
 }
+
+/// Dot-segments must not let a request be routed by one path and served as another: the
+/// gateway rejects them, or routes and forwards the normalized path — never a raw `..`
+/// through a route the normalized path would not take.
+#[test]
+fn dot_segments_cannot_escape_a_route() {
+    let public = Backend::fixed("public");
+    let private = Backend::fixed("private");
+    let cfg = format!(
+        "[[upstreams]]\nid = \"pub\"\nnodes = [{{ addr = \"{}\" }}]\n\n\
+         [[upstreams]]\nid = \"priv\"\nnodes = [{{ addr = \"{}\" }}]\n\n\
+         [[routes]]\nid = \"pub\"\npaths = [\"/public/*\"]\nupstream = \"pub\"\n\n\
+         [[routes]]\nid = \"strip\"\npaths = [\"/s/*\"]\nupstream = \"pub\"\nstrip_prefix = true\n\n\
+         [[routes]]\nid = \"priv\"\npaths = [\"/private/*\"]\nupstream = \"priv\"\n",
+        public.addr(),
+        private.addr()
+    );
+    let gw = Gateway::start(&cfg);
+    for path in [
+        "/public/../private/secret",
+        "/public/./../private/secret",
+        "/public/x/../../private/secret",
+        "/s/../private/secret",
+        "/s/..",
+    ] {
+        let r = get(gw.addr, "t", path);
+        assert!(
+            r.status == 400 || r.status == 404 || r.body_str() == "private",
+            "{path}: {} {}",
+            r.status,
+            r.body_str()
+        );
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    for q in public.requests().iter().chain(private.requests().iter()) {
+        let segs: Vec<&str> = q
+            .target
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .split('/')
+            .collect();
+        assert!(
+            !segs.iter().any(|s| *s == ".." || *s == "."),
+            "a dot-segment path was forwarded: {:?}",
+            q.target
+        );
+    }
+    assert!(
+        public.requests().is_empty(),
+        "routed by /public/* or /s/*: {:?}",
+        public
+            .requests()
+            .iter()
+            .map(|q| &q.target)
+            .collect::<Vec<_>>()
+    );
+}
+
+/// An absolute-form target names the host (RFC 9112 §3.2.2): the upstream must receive the
+/// host the request was routed by, not a different Host field.
+#[test]
+fn absolute_form_targets_route_and_forward_one_and_the_same_host() {
+    let public = Backend::fixed("public");
+    let cfg = format!(
+        "[[upstreams]]\nid = \"pub\"\nnodes = [{{ addr = \"{}\" }}]\n\n\
+         [[routes]]\nid = \"pub\"\nhosts = [\"public.example\"]\npaths = [\"/*\"]\nupstream = \"pub\"\n",
+        public.addr()
+    );
+    let gw = Gateway::start(&cfg);
+    let r = roundtrip(
+        gw.addr,
+        b"GET http://public.example/x HTTP/1.1\r\nHost: internal.example\r\n\r\n",
+    );
+    if r.status == 200 {
+        let q = &public.wait_requests(1, Duration::from_secs(5))[0];
+        let host = q.header("host").unwrap_or("");
+        assert!(
+            host.eq_ignore_ascii_case("public.example"),
+            "routed as public.example, forwarded with Host: {host}"
+        );
+        assert_eq!(q.target, "/x");
+    } else {
+        // Refusing a Host that disagrees with the target is fine too.
+        assert_gateway_error(&r, 400, "bad_request");
+    }
+}
