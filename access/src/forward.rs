@@ -100,8 +100,20 @@ pub fn write_request_head(out: &mut BytesMut, buf: &[u8], head: &RequestHead, rw
     out.put_slice(b"\r\nX-Request-Id: ");
     out.put_slice(rw.request_id);
     out.put_slice(b"\r\n");
+    // An absolute-form target names the host the request was routed by; the Host field is
+    // replaced by it (RFC 9112 §3.2.2) so the upstream sees the same host the route matched.
+    let host_field = head.find(HeaderKind::Host).map(|h| h.value);
+    let target_host = head.host.filter(|h| host_field != Some(*h));
+    if let Some(h) = target_host {
+        out.put_slice(b"Host: ");
+        out.put_slice(h.get(buf));
+        out.put_slice(b"\r\n");
+    }
     for h in head.headers() {
-        if h.hop_by_hop || replaced_in_request(h.kind) {
+        if h.hop_by_hop
+            || replaced_in_request(h.kind)
+            || (target_host.is_some() && h.kind == HeaderKind::Host)
+        {
             continue;
         }
         let name = h.name.get(buf);

@@ -935,7 +935,10 @@ fn settle(s: &mut Session, env: &mut Env) {
             if s.cin.as_ref().is_some_and(|c| c.is_empty()) {
                 s.cin = None;
             }
-            if s.cin.is_some() && s.head_started > 0 {
+            // A head under way, or a new connection that has sent nothing yet, must finish
+            // within the header timeout; only a kept-alive connection between requests
+            // gets the idle timeout.
+            if s.head_started > 0 {
                 s.head_started + l.header_timeout_ms
             } else if cout_pending(s) > 0 {
                 s.client_activity + l.send_timeout_ms

@@ -92,6 +92,13 @@ fn serve(config: conf::Config, banner: Option<String>) -> ExitCode {
         Ok(s) => s,
         Err(errors) => return report(&errors),
     };
+    let mut signals = match server::catch_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gatehouse: cannot take over SIGINT/SIGTERM: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let srv = match server::Server::start(snap) {
         Ok(s) => s,
         Err(e) => {
@@ -105,10 +112,8 @@ fn serve(config: conf::Config, banner: Option<String>) -> ExitCode {
     if let Some(b) = banner {
         println!("{b}");
     }
-    match server::wait_for_signal() {
-        Ok(sig) => eprintln!("gatehouse: signal {sig}: draining"),
-        Err(e) => eprintln!("gatehouse: cannot wait for signals: {e}"),
-    }
+    let sig = server::wait_for_signal(&mut signals);
+    eprintln!("gatehouse: signal {sig}: draining");
     srv.stop();
     eprintln!("gatehouse: stopped");
     ExitCode::SUCCESS

@@ -129,8 +129,13 @@ impl Publisher {
     }
 }
 
+/// Takes over SIGINT and SIGTERM. Called before the listeners open, so a stop requested the
+/// moment the port accepts is a graceful one, never the default disposition's kill.
+pub fn catch_signals() -> io::Result<Signals> {
+    Signals::new([SIGINT, SIGTERM])
+}
+
 /// Blocks until SIGINT or SIGTERM.
-pub fn wait_for_signal() -> io::Result<i32> {
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
-    Ok(signals.forever().next().unwrap_or(SIGTERM))
+pub fn wait_for_signal(signals: &mut Signals) -> i32 {
+    signals.forever().next().unwrap_or(SIGTERM)
 }

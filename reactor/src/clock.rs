@@ -20,9 +20,10 @@ impl Clock {
         }
     }
 
-    /// Refreshes and returns the cached time.
+    /// Refreshes and returns the cached time. It starts at 1, never 0, so callers can use
+    /// 0 to mean "no time recorded".
     pub fn update(&mut self) -> u64 {
-        self.now = self.origin.elapsed().as_millis() as u64;
+        self.now = self.origin.elapsed().as_millis() as u64 + 1;
         self.now
     }
 
