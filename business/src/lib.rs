@@ -5,6 +5,7 @@
 //! borrowed [`Request`] view and a reusable [`Context`], and acts on the [`Flow`] it gets back:
 //! answer now, proxy to the chosen upstream node, or (later) wait for outbound calls.
 
+pub mod calls;
 pub mod context;
 pub mod headers;
 pub mod modules;
@@ -12,9 +13,10 @@ pub mod pipeline;
 pub mod snapshot;
 pub mod stage;
 pub mod stages;
+pub mod token;
 
 pub use context::Context;
 pub use headers::HeaderBuf;
 pub use pipeline::{CoreState, Pipeline};
 pub use snapshot::{Snapshot, UpstreamRt};
-pub use stage::{Flow, Reject, Request, Stage};
+pub use stage::{FieldName, Flow, Reject, Request, Stage};

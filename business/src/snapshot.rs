@@ -4,7 +4,9 @@
 //! the stage list), then shared by `Arc`: a request reads whatever snapshot its worker held
 //! when the request started, and never takes a lock to do so.
 
+use crate::modules::key_auth::consumer::{Consumer, ConsumerIndex};
 use crate::pipeline::Pipeline;
+use crate::stages::{self, ScratchPlan};
 use conf::{Config, ConfigError, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +30,9 @@ pub struct Snapshot {
     pub upstreams: Vec<UpstreamRt>,
     /// For each route (by index), its upstream's index.
     pub route_upstream: Vec<usize>,
+    /// Every `[[consumers]]` entry, indexed for the auth modules (`Context::consumer` is a
+    /// position in it).
+    pub consumers: ConsumerIndex,
     pub pipeline: Pipeline,
 }
 
@@ -35,6 +40,17 @@ impl Snapshot {
     /// Validates `config` as a whole and derives every table; nothing is built from an
     /// invalid config.
     pub fn build(config: Config, version: u64) -> Result<Arc<Snapshot>, Vec<ConfigError>> {
+        Snapshot::build_next(config, version, None)
+    }
+
+    /// Like [`build`](Self::build), taking over from `prev` (the version being replaced) the
+    /// state modules keep across versions: rate-limit tables and replay caches, matched by
+    /// module id and kind.
+    pub fn build_next(
+        config: Config,
+        version: u64,
+        prev: Option<&Snapshot>,
+    ) -> Result<Arc<Snapshot>, Vec<ConfigError>> {
         let errors = config.validate();
         if !errors.is_empty() {
             return Err(errors);
@@ -75,17 +91,63 @@ impl Snapshot {
                 }
             }
         }
+        let mut errors = Vec::new();
+        let consumers = match compile_consumers(&config) {
+            Ok(c) => c,
+            Err(mut e) => {
+                errors.append(&mut e);
+                ConsumerIndex::default()
+            }
+        };
+        let mut plan = ScratchPlan::default();
+        let mut modules = Vec::with_capacity(config.modules.len());
+        for (i, spec) in config.modules.iter().enumerate() {
+            let prev = prev.and_then(|p| {
+                p.pipeline
+                    .modules
+                    .iter()
+                    .find(|m| m.id == spec.id && m.kind == spec.kind)
+            });
+            match stages::compile(spec, i, prev, &mut plan) {
+                Ok(m) => modules.push(m),
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         let router = Router::build(&config.routes);
-        let pipeline = Pipeline::build(&config);
+        let pipeline = Pipeline::build(&config, modules, plan);
         Ok(Arc::new(Snapshot {
             version,
             config,
             router,
             upstreams,
             route_upstream,
+            consumers,
             pipeline,
         }))
     }
+}
+
+/// Reads every `[[consumers]]` entry into its struct and indexes them; errors are named
+/// `consumers[i].field`.
+fn compile_consumers(config: &Config) -> Result<ConsumerIndex, Vec<ConfigError>> {
+    let mut parsed = Vec::with_capacity(config.consumers.len());
+    let mut errors = Vec::new();
+    for (i, c) in config.consumers.iter().enumerate() {
+        let mut fields = c.settings.clone();
+        fields.insert("id".into(), serde_json::Value::String(c.id.clone()));
+        match stages::read::<Consumer>(&fields, &format!("consumers[{i}]")) {
+            Ok(c) => parsed.push(c),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // The index names its errors `consumers[i].…` itself.
+    ConsumerIndex::compile(&parsed).map_err(|errs| stages::under_all("", errs))
 }
 
 #[cfg(test)]
@@ -103,6 +165,36 @@ mod tests {
             errs.iter().any(|e| e.path == "routes[0].upstream"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn every_module_error_is_reported_with_its_entry_path() {
+        let c = Config::from_toml_str(
+            "[[modules]]\nid = \"a\"\nkind = \"ip_list\"\n\
+             [[modules]]\nid = \"b\"\nkind = \"waf\"\nsets = [\"nope\"]\n\
+             [[modules]]\nid = \"c\"\nkind = \"cors\"\n\
+             [[modules]]\nid = \"d\"\nkind = \"rate_limit\"\nrate = -1\n\
+             [[modules]]\nid = \"e\"\nkind = \"decrypt\"\n",
+        )
+        .unwrap();
+        let errs: Vec<String> = Snapshot::build(c, 1)
+            .err()
+            .unwrap()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        for prefix in [
+            "modules[1].sets",
+            "modules[2].allow_origins: ",
+            "modules[3].rate: must be > 0",
+            "modules[4].kind: decrypt is not available yet",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.starts_with(prefix)),
+                "{prefix}: {errs:#?}"
+            );
+        }
+        assert_eq!(errs.len(), 4, "{errs:#?}");
     }
 
     #[test]

@@ -66,12 +66,52 @@ impl Request<'_> {
     }
 }
 
+/// Longest field name a refusal carries; longer names are cut (at a UTF-8 boundary).
+pub const FIELD_NAME_MAX: usize = 64;
+
+/// The name of the parameter or field at fault, held inline so that refusing a request
+/// allocates nothing even though names come from the config (a declared parameter).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FieldName {
+    bytes: [u8; FIELD_NAME_MAX],
+    len: u8,
+}
+
+impl FieldName {
+    pub fn new(name: &str) -> FieldName {
+        let mut len = name.len().min(FIELD_NAME_MAX);
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut bytes = [0u8; FIELD_NAME_MAX];
+        bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
+        FieldName {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for FieldName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// A refusal: the gateway answers the client itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reject {
     pub kind: ErrorKind,
-    /// The parameter or field at fault, named in the JSON answer.
-    pub field: Option<&'static str>,
+    /// The parameter or field at fault, named in the JSON answer (`"field": "id"`).
+    pub field: Option<FieldName>,
     /// Seconds for `Retry-After`.
     pub retry_after: Option<u64>,
 }
@@ -81,6 +121,15 @@ impl Reject {
         Reject {
             kind,
             field: None,
+            retry_after: None,
+        }
+    }
+
+    /// A refusal naming the field at fault.
+    pub fn with_field(kind: ErrorKind, field: &str) -> Reject {
+        Reject {
+            kind,
+            field: Some(FieldName::new(field)),
             retry_after: None,
         }
     }
@@ -99,6 +148,10 @@ pub enum Flow {
     /// Read up to this many body bytes, then run the pipeline again (it resumes at the
     /// stage that asked). A larger body is answered 413.
     NeedBody(usize),
+    /// Make the calls listed in `ctx.calls` concurrently, record their outcomes in
+    /// `ctx.call_outcomes`, then run the pipeline again: it resumes at the stage that asked,
+    /// which merges the verdicts.
+    Wait,
 }
 
 /// A configured module taking part in the pipeline.
@@ -129,4 +182,20 @@ pub trait Stage: Send + Sync {
     /// Runs once when the upstream's answer head is known (status in `ctx`), in reverse
     /// pipeline order. The default does nothing.
     fn on_response(&self, _ctx: &mut Context) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_names_are_inline_and_cut_at_a_char_boundary() {
+        assert_eq!(FieldName::new("id").as_str(), "id");
+        let long = "é".repeat(40); // 80 bytes
+        let f = FieldName::new(&long);
+        assert_eq!(f.as_str(), "é".repeat(32));
+        assert_eq!(format!("{f:?}"), format!("{:?}", "é".repeat(32)));
+        let r = Reject::with_field(ErrorKind::BadParameter, "page");
+        assert_eq!(r.field.map(|f| f.as_str().to_string()), Some("page".into()));
+    }
 }

@@ -159,6 +159,12 @@ impl Jwt {
         })
     }
 
+    /// The upstream headers claims may be copied to: the stage removes the client's own
+    /// copies, so a token without the claim cannot leave a forged value in place.
+    pub fn claim_header_names(&self) -> impl Iterator<Item = &str> {
+        self.claim_headers.iter().map(|(_, h)| h.as_str())
+    }
+
     /// Size of the scratch buffer `authenticate` needs: decoded segments are smaller than the
     /// token, so `max_token_bytes` always suffices.
     pub fn scratch_len(&self) -> usize {

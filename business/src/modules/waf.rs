@@ -468,6 +468,17 @@ impl WafEngine {
             .map(|(r, c)| (&*r.id, c.load(Ordering::Relaxed)))
     }
 
+    /// Whether any rule looks at the body (the pipeline then reads `body_limit` bytes of it
+    /// before this module runs).
+    pub fn inspects_body(&self) -> bool {
+        self.rules.iter().any(|r| r.mask & T_BODY != 0)
+    }
+
+    /// Body bytes inspected (a prefix).
+    pub fn body_limit(&self) -> usize {
+        self.body_limit
+    }
+
     pub fn rule_count(&self) -> usize {
         self.rules.len()
     }

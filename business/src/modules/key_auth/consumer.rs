@@ -100,6 +100,8 @@ impl fmt::Debug for HmacCredential {
 /// The part of a consumer the pipeline needs after authentication.
 #[derive(Debug)]
 pub struct CompiledConsumer {
+    /// Position in the index (what `Context::consumer` holds; see `ConsumerIndex::by_index`).
+    pub index: usize,
     pub id: String,
     pub username: Option<String>,
     /// Headers to add upstream, validated at compile time.
@@ -209,6 +211,7 @@ impl ConsumerIndex {
             }
         }
         self.consumers.push(CompiledConsumer {
+            index: slot,
             id: c.id.clone(),
             username: c.username.clone(),
             headers: c
@@ -267,6 +270,11 @@ impl ConsumerIndex {
     pub fn by_hmac_key_id(&self, key_id: &str) -> Option<(&CompiledConsumer, &hmac::Key)> {
         let (slot, key) = self.by_hmac_key_id.get(key_id)?;
         Some((self.consumers.get(*slot)?, key))
+    }
+
+    /// A consumer by its position (`CompiledConsumer::index`).
+    pub fn by_index(&self, index: usize) -> Option<&CompiledConsumer> {
+        self.consumers.get(index)
     }
 
     /// A consumer by its id.
