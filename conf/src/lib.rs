@@ -5,14 +5,17 @@
 //! - [`mod@validate`]: `Config::validate`, every problem with its field path.
 //! - [`pattern`]: syntax of hosts, paths and methods, shared by validation and the router.
 //! - [`router`]: the per-request route lookup (no allocation, cost independent of route count).
+//! - [`store`]: where resources survive restarts (a state directory, written atomically), the
+//!   audit log, and the rule joining the store with the file.
 //!
-//! The only I/O here is reading the file in [`load`]; stores, snapshots and publication live
-//! in the layers that own threads and sockets.
+//! I/O here is reading the file in [`load`] and the store's files; snapshots and publication
+//! live in the layers that own threads and sockets.
 
 pub mod error;
 pub mod model;
 pub mod pattern;
 pub mod router;
+pub mod store;
 pub mod validate;
 
 pub use error::{parse_json, ConfigError};

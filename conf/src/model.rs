@@ -111,6 +111,16 @@ pub struct Admin {
     pub listen: String,
     /// Value the `X-API-Key` header must carry; empty = no key required.
     pub api_key: String,
+    /// Largest admin request body; larger is answered 413.
+    pub max_body_bytes: u64,
+    /// Admin API threads, each serving one connection at a time.
+    pub threads: usize,
+    /// An admin connection idle this long between requests is closed.
+    pub idle_timeout_ms: u64,
+    /// How long a change may take to be served by every worker before the answer says so.
+    pub publish_timeout_ms: u64,
+    /// The audit log file is rotated (one old file kept) once it would pass this size.
+    pub audit_max_bytes: u64,
 }
 
 impl Default for Admin {
@@ -118,6 +128,11 @@ impl Default for Admin {
         Admin {
             listen: "127.0.0.1:9180".to_string(),
             api_key: String::new(),
+            max_body_bytes: 1_048_576,
+            threads: 4,
+            idle_timeout_ms: 30_000,
+            publish_timeout_ms: 10_000,
+            audit_max_bytes: 16_777_216,
         }
     }
 }

@@ -145,6 +145,11 @@ fn check_limits(e: &mut Errors, l: &Limits) {
 }
 
 fn check_admin(e: &mut Errors, a: &Admin, listen: &[(usize, SocketAddr)]) {
+    e.range("admin.max_body_bytes", a.max_body_bytes, 1024, 67_108_864);
+    e.range("admin.threads", a.threads, 1, 64);
+    e.timeout("admin.idle_timeout_ms", a.idle_timeout_ms);
+    e.timeout("admin.publish_timeout_ms", a.publish_timeout_ms);
+    e.range("admin.audit_max_bytes", a.audit_max_bytes, 4096, 1 << 40);
     if let Some(addr) = e.socket_addr("admin.listen", &a.listen) {
         if let Some((i, _)) = listen.iter().find(|(_, b)| addrs_overlap(&addr, b)) {
             e.push(
