@@ -80,6 +80,7 @@ pub fn drive(s: &mut Session, env: &mut Env) -> Outcome {
             Phase::Head => head_step(s, env),
             Phase::Proxy => proxy_step(s, env),
             Phase::ReadBody => crate::body::read_body_step(s, env),
+            Phase::Calls => crate::calls::step(s, env),
             Phase::Closing => closing_step(s),
         };
         match step {
@@ -110,6 +111,7 @@ fn close(s: &mut Session, env: &mut Env) -> Outcome {
 }
 
 pub(crate) fn recycle(mut ex: Box<Exchange>, env: &mut Env) {
+    crate::calls::abandon(&mut ex, env);
     ex.clear();
     env.free_ex.push(ex);
 }
@@ -346,8 +348,13 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         };
         return Step::Progress;
     }
+    if flow == Flow::Wait {
+        ex.snap = Some(snap.clone());
+        s.ex = Some(ex);
+        return crate::calls::start(s, env);
+    }
     let reject = match flow {
-        Flow::Reply(_) => None,
+        Flow::Reply(_) | Flow::Wait => None,
         Flow::NeedBody(max) => match head.body {
             BodyKind::Length(n) if n > max as u64 || n > ex.ctx.max_body => {
                 Some((ErrorKind::BodyTooLarge, None))
@@ -519,25 +526,13 @@ fn proxy_step(s: &mut Session, env: &mut Env) -> Step {
     let mut progress = false;
 
     if !ex.connected {
-        if !conn.writable && !conn.readable {
-            return Step::Idle;
-        }
-        match conn.stream.take_error() {
-            Ok(None) => {}
-            _ => return upstream_failed(s, env, ErrorKind::UpstreamFailed("connect")),
-        }
-        match conn.stream.peer_addr() {
-            Ok(_) => {
+        match conn.finish_connect() {
+            Ok(true) => {
                 ex.connected = true;
-                conn.state = components::ConnState::Busy;
                 ex.up_activity = env.now;
                 progress = true;
             }
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                conn.writable = false;
-                conn.readable = false;
-                return Step::Idle;
-            }
+            Ok(false) => return Step::Idle,
             Err(_) => return upstream_failed(s, env, ErrorKind::UpstreamFailed("connect")),
         }
     }
@@ -965,6 +960,7 @@ fn settle(s: &mut Session, env: &mut Env) {
             }
         },
         Phase::ReadBody => s.client_activity + l.body_timeout_ms,
+        Phase::Calls => s.ex.as_deref().map_or(env.now, crate::calls::deadline),
         Phase::Closing => {
             if cout_pending(s) > 0 {
                 s.client_activity + l.send_timeout_ms
@@ -1000,6 +996,10 @@ pub fn on_timeout(s: &mut Session, env: &mut Env) -> Outcome {
             }
             close(s, env)
         }
+        Phase::Calls => match crate::calls::on_timeout(s, env) {
+            Step::Close => close(s, env),
+            _ => drive(s, env),
+        },
         Phase::ReadBody => {
             if let Some(ex) = s.ex.take() {
                 recycle(ex, env);

@@ -3,6 +3,7 @@
 //! pipeline.
 
 pub mod body;
+pub mod calls;
 pub mod demo;
 pub mod forward;
 pub mod http;

@@ -27,6 +27,8 @@ pub enum Phase {
     /// The pipeline asked to see the body: it is read into `cin` behind the head before
     /// the pipeline resumes.
     ReadBody,
+    /// Side-service calls the pipeline asked for are under way (see `calls.rs`).
+    Calls,
     /// An exchange is in progress.
     Proxy,
     /// Flushing the last answer, then closing.
@@ -131,6 +133,8 @@ pub struct Exchange {
     pub body_scanned: usize,
     pub body_dec: ChunkedDecoder,
     pub body_buf: Option<PooledBuf>,
+    /// Side-service calls of this request.
+    pub calls: [crate::calls::CallIo; business::calls::MAX_CALLS],
 }
 
 impl Exchange {
@@ -170,6 +174,7 @@ impl Exchange {
             body_scanned: 0,
             body_dec: ChunkedDecoder::default(),
             body_buf: None,
+            calls: Default::default(),
         }
     }
 

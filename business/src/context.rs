@@ -3,9 +3,11 @@
 //! One context lives in each active session and is reset, not reallocated, between the
 //! requests of a keep-alive connection, so the pipeline allocates nothing per request.
 
+use crate::calls::{CallConfig, CallOutcome, MAX_CALLS};
 use crate::headers::HeaderBuf;
 use conf::RouteMatch;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 /// Most bytes kept of a request id (longer incoming ids are replaced).
 pub const MAX_REQUEST_ID: usize = 64;
@@ -46,6 +48,9 @@ pub struct Context {
     pub consumer: Option<usize>,
     /// The stage the pipeline resumes at (after the body was read).
     pub resume_at: usize,
+    /// Side-service calls a `Flow::Wait` asked for, and what became of each.
+    pub calls: Option<Arc<[CallConfig]>>,
+    pub call_outcomes: [CallOutcome; MAX_CALLS],
 }
 
 impl Context {
@@ -69,6 +74,8 @@ impl Context {
             response_remove: HeaderBuf::new(),
             consumer: None,
             resume_at: 0,
+            calls: None,
+            call_outcomes: [CallOutcome::Pending; MAX_CALLS],
         }
     }
 
@@ -90,6 +97,7 @@ impl Context {
         self.response_remove.clear();
         self.consumer = None;
         self.resume_at = 0;
+        self.calls = None;
     }
 
     pub fn request_id(&self) -> &[u8] {

@@ -43,6 +43,32 @@ pub struct UpConn {
     pub rdhup: bool,
 }
 
+impl UpConn {
+    /// Checks a connection still `Connecting` after a readiness event: `Ok(true)` once
+    /// connected (it becomes `Busy`), `Ok(false)` while still in progress, an error when the
+    /// connect failed.
+    pub fn finish_connect(&mut self) -> io::Result<bool> {
+        if !self.writable && !self.readable {
+            return Ok(false);
+        }
+        if let Some(e) = self.stream.take_error()? {
+            return Err(e);
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => {
+                self.state = ConnState::Busy;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                self.writable = false;
+                self.readable = false;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// Counters for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
