@@ -1,6 +1,6 @@
 //! `gatehouse`: the command line of CONTRACT.md (`run`, `check`, `demo`, `--version`).
 
-use access::{demo, server};
+use access::{admin, demo, server};
 use business::Snapshot;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -88,10 +88,24 @@ fn report(errors: &[conf::ConfigError]) -> ExitCode {
 }
 
 fn serve(config: conf::Config, banner: Option<String>) -> ExitCode {
-    let snap = match Snapshot::build(config, 1) {
-        Ok(s) => s,
-        Err(errors) => return report(&errors),
+    // The store is joined with the file before anything listens (docs/admin.md).
+    let boot = match admin::Boot::prepare(config) {
+        Ok(b) => b,
+        Err(admin::BootError::Invalid(context, errors)) => {
+            if !context.is_empty() {
+                eprintln!("{context}");
+            }
+            return report(&errors);
+        }
+        Err(admin::BootError::Failed(msg)) => {
+            eprintln!("gatehouse: {msg}");
+            return ExitCode::FAILURE;
+        }
     };
+    for note in boot.notes() {
+        eprintln!("gatehouse: {note}");
+    }
+    let snap = boot.snapshot();
     let mut signals = match server::catch_signals() {
         Ok(s) => s,
         Err(e) => {
@@ -109,11 +123,22 @@ fn serve(config: conf::Config, banner: Option<String>) -> ExitCode {
     for a in &srv.addrs {
         eprintln!("gatehouse: serving HTTP on {a}");
     }
+    let publisher = srv.publisher();
+    let admin = match boot.start(Box::new(move |s, t| publisher.publish(s, t))) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("gatehouse: cannot start the admin API: {e}");
+            srv.stop();
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("gatehouse: admin API on http://{}", admin.addr());
     if let Some(b) = banner {
         println!("{b}");
     }
     let sig = server::wait_for_signal(&mut signals);
     eprintln!("gatehouse: signal {sig}: draining");
+    admin.stop();
     srv.stop();
     eprintln!("gatehouse: stopped");
     ExitCode::SUCCESS

@@ -1,0 +1,163 @@
+//! The write path: one change at a time, validated whole, persisted, audited, then published
+//! to every worker, and answered only once every worker serves it.
+//!
+//! The writer lock is held from reading the current version to swapping in the new one, so
+//! versions are strictly increasing and no change is built on a stale base. A change that
+//! fails at any step before the save leaves everything as it was; once saved, it is the
+//! truth (a restart would serve it), so it is published even if the audit append fails.
+
+use super::answer::Answer;
+use super::handlers::{absent, with_version};
+use super::router::Req;
+use super::State;
+use business::Snapshot;
+use conf::store::{kinds, now_rfc3339, AuditRecord, Saved};
+use conf::ConfigError;
+use serde_json::Value;
+use std::time::Duration;
+
+/// What a request asks to change.
+pub enum Edit {
+    /// Create or replace with this stored form (defaults filled, id set).
+    Put(Value),
+    Delete,
+}
+
+/// Referrers named in a 409 message; the rest are counted.
+const MAX_NAMED: usize = 5;
+
+/// The error most useful to the sender of a PUT: the first one inside the resource sent
+/// (its field relative to the body), else the first one (its field a config path).
+fn put_error(errors: &[ConfigError], kind: &str, index: usize) -> Answer {
+    let prefix = format!("{kind}[{index}]");
+    let inside = errors
+        .iter()
+        .find_map(|e| kinds::relative_path(&e.path, &prefix).map(|rel| (e, rel)));
+    match (inside, errors.first()) {
+        (Some((e, rel)), _) => Answer::error(400, "invalid", e.message.clone(), &rel),
+        (None, Some(e)) => Answer::error(400, "invalid", e.message.clone(), &e.path),
+        (None, None) => Answer::error(400, "invalid", "invalid config", ""),
+    }
+}
+
+impl State {
+    /// Applies `edit` to `kind/id` as one new version.
+    pub fn change(&self, req: &Req, kind: &'static str, id: &str, edit: Edit) -> Answer {
+        let writer = self.writer.lock();
+        if writer.stopped {
+            return Answer::error(503, "stopping", "the gateway is shutting down", "");
+        }
+        let base = self.current();
+        let mut res = kinds::resources_of(&base.config);
+        let (status, index, stored) = match edit {
+            Edit::Put(item) => {
+                if let Some((_, old)) = kinds::find(&res, kind, id) {
+                    if *old == item {
+                        // Nothing changes: no new version, nothing to persist or publish.
+                        return Answer::json(200, &with_version(&item, base.version))
+                            .with_version(base.version);
+                    }
+                }
+                if let Some(d) = kinds::dangling(&res, kind, &item) {
+                    return Answer::error(
+                        409,
+                        "dangling_reference",
+                        format!("no {} named {:?}", d.to, d.id),
+                        d.field,
+                    );
+                }
+                let (index, existed) = kinds::upsert(&mut res, kind, item.clone());
+                (if existed { 200 } else { 201 }, index, Some(item))
+            }
+            Edit::Delete => {
+                let Some((index, _)) = kinds::find(&res, kind, id) else {
+                    return absent(kind, id);
+                };
+                let who = kinds::referrers(&res, kind, id);
+                if let Some(first) = who.first() {
+                    let mut names: Vec<String> = who
+                        .iter()
+                        .take(MAX_NAMED)
+                        .map(|r| format!("{}/{}", r.kind, r.id))
+                        .collect();
+                    if who.len() > MAX_NAMED {
+                        names.push(format!("{} more", who.len() - MAX_NAMED));
+                    }
+                    return Answer::error(
+                        409,
+                        "in_use",
+                        format!("{kind}/{id} is still referred to by {}", names.join(", ")),
+                        &first.path,
+                    );
+                }
+                kinds::remove(&mut res, kind, id);
+                (204, index, None)
+            }
+        };
+        let config = match kinds::with_resources(&base.config, &res) {
+            Ok(c) => c,
+            Err(e) => return put_error(&[e], kind, index),
+        };
+        let version = base.version + 1;
+        let snap = match Snapshot::build(config, version) {
+            Ok(s) => s,
+            Err(errors) if stored.is_some() => return put_error(&errors, kind, index),
+            Err(errors) => {
+                let (msg, field) = errors.first().map_or((String::new(), ""), |e| {
+                    (e.message.clone(), e.path.as_str())
+                });
+                return Answer::error(
+                    409,
+                    "conflict",
+                    format!("deleting {kind}/{id} would leave the config invalid: {msg}"),
+                    field,
+                );
+            }
+        };
+        if let Err(e) = self.store.save(&Saved {
+            version,
+            resources: res,
+        }) {
+            return Answer::error(500, "store_failed", e.to_string(), "");
+        }
+        let record = AuditRecord {
+            time: now_rfc3339(),
+            who: if self.settings.api_key.is_empty() {
+                req.peer.to_string()
+            } else {
+                "api_key".to_string()
+            },
+            client: req.peer.to_string(),
+            method: req.method.to_string(),
+            path: req.path.to_string(),
+            kind: kind.to_string(),
+            id: id.to_string(),
+            version,
+            status,
+        };
+        if let Err(e) = self.store.append_audit(&record) {
+            eprintln!("gatehouse: admin: version {version} saved but not audited: {e}");
+        }
+        let timeout = Duration::from_millis(self.settings.publish_timeout_ms);
+        let live = (writer.publish)(snap.clone(), timeout);
+        *self.current.lock() = snap;
+        drop(writer);
+        if !live {
+            return Answer::error(
+                503,
+                "publish_timeout",
+                format!(
+                    "version {version} is saved but not every worker confirmed it within \
+                     {timeout:?}; they will serve it once they catch up"
+                ),
+                "",
+            )
+            .with_version(version);
+        }
+        match stored {
+            Some(item) => Answer::json(status, &with_version(&item, version)),
+            None => Answer::empty(204),
+        }
+        .with_version(version)
+    }
+}
