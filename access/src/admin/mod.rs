@@ -7,12 +7,13 @@
 //! way to publish to them.
 //!
 //! Files: [`router`] (the route table), [`handlers`] (reads and request checks), [`write`]
-//! (the serialized change path), [`conn`] (blocking HTTP/1.1 connections), [`answer`]
-//! (answers and their wire form).
+//! (the serialized change path), [`conn`] (blocking HTTP/1.1 connections), [`openapi`] (the
+//! document, generated from the route table), [`answer`] (answers and their wire form).
 
 pub mod answer;
 mod conn;
 pub mod handlers;
+pub mod openapi;
 pub mod router;
 mod write;
 

@@ -84,6 +84,14 @@ pub static ROUTES: &[RouteDef] = &[
         handler: super::handlers::audit,
     },
     RouteDef {
+        pattern: "/admin/v1/openapi.json",
+        method: "GET",
+        auth: true,
+        summary: "This document",
+        ok: (200, "OpenApi"),
+        handler: super::openapi::handler,
+    },
+    RouteDef {
         pattern: "/admin/v1/{kind}",
         method: "GET",
         auth: true,
