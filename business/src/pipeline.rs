@@ -12,6 +12,7 @@
 //! `Flow::NeedBody` and records in `ctx.resume_at` where to resume; the access layer reads the
 //! body and calls `run` again, so no stage runs twice.
 
+use crate::calls::{CallConfig, CallsStage, MAX_CALLS};
 use crate::context::Context;
 use crate::modules::params::ParamsScratch;
 use crate::modules::waf::WafScratch;
@@ -89,6 +90,8 @@ impl Pipeline {
         let mut stage_of = |m: &Compiled| -> Arc<dyn Stage> {
             match &m.form {
                 Form::Shared(s) => s.clone(),
+                // Grouped per route below; never a stage of its own.
+                Form::Call(c) => Arc::new(CallsStage::new(vec![c.clone()])),
                 Form::Breaker(policy) => {
                     breakers += 1;
                     Arc::new(BreakerStage::new(*policy, generation, breakers - 1))
@@ -115,7 +118,27 @@ impl Pipeline {
                     .map(|i| &modules[i]),
             );
             chosen.sort_by_key(|m| m.phase);
-            let mut stages: Vec<Arc<dyn Stage>> = chosen.into_iter().map(&mut stage_of).collect();
+            // Every call module of the route becomes one stage, at the place of the first, so
+            // the calls run concurrently (at most MAX_CALLS; the snapshot checks).
+            let calls: Vec<CallConfig> = chosen
+                .iter()
+                .filter_map(|m| match &m.form {
+                    Form::Call(c) => Some(c.clone()),
+                    _ => None,
+                })
+                .take(MAX_CALLS)
+                .collect();
+            let mut calls = Some(calls).filter(|c| !c.is_empty());
+            let mut stages: Vec<Arc<dyn Stage>> = Vec::with_capacity(chosen.len() + 1);
+            for m in chosen {
+                if let Form::Call(_) = m.form {
+                    if let Some(c) = calls.take() {
+                        stages.push(Arc::new(CallsStage::new(c)));
+                    }
+                    continue;
+                }
+                stages.push(stage_of(m));
+            }
             stages.push(Arc::new(UpstreamStage));
             let mut body_ask = vec![0; stages.len()];
             let mut most = 0;
@@ -176,6 +199,13 @@ impl Pipeline {
             }
             match stage.on_request(ctx, req, snap, core) {
                 Flow::Continue => {}
+                Flow::Wait => {
+                    // Resume at the same stage: it merges the calls' outcomes.
+                    ctx.resume_at = ((self.generation << POSITION_BITS)
+                        | ((pre + 1 + j) as u64 & POSITION_MASK))
+                        as usize;
+                    return Flow::Wait;
+                }
                 answer => return answer,
             }
         }
@@ -201,6 +231,7 @@ impl Pipeline {
         ctx.reply_headers.clear();
         ctx.upstream_remove.clear();
         ctx.response_remove.clear();
+        ctx.calls = None;
         0
     }
 

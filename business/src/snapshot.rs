@@ -100,6 +100,7 @@ impl Snapshot {
             }
         };
         let mut plan = ScratchPlan::default();
+        let upstream_ids: Vec<String> = config.upstreams.iter().map(|u| u.id.clone()).collect();
         let mut modules = Vec::with_capacity(config.modules.len());
         for (i, spec) in config.modules.iter().enumerate() {
             let prev = prev.and_then(|p| {
@@ -108,9 +109,26 @@ impl Snapshot {
                     .iter()
                     .find(|m| m.id == spec.id && m.kind == spec.kind)
             });
-            match stages::compile(spec, i, prev, &mut plan) {
+            match stages::compile(spec, i, prev, &mut plan, &upstream_ids) {
                 Ok(m) => modules.push(m),
                 Err(mut e) => errors.append(&mut e),
+            }
+        }
+        // A route's calls run at once from one stage, with room for MAX_CALLS of them.
+        for (i, r) in config.routes.iter().enumerate() {
+            let calls = modules
+                .iter()
+                .filter(|m| matches!(m.form, stages::Form::Call(_)))
+                .filter(|m| m.global || r.modules.iter().any(|id| *id == m.id))
+                .count();
+            if calls > crate::calls::MAX_CALLS {
+                errors.push(ConfigError::new(
+                    format!("routes[{i}].modules"),
+                    format!(
+                        "{calls} call modules (auth_service, risk, device_fingerprint); at most {}",
+                        crate::calls::MAX_CALLS
+                    ),
+                ));
             }
         }
         if !errors.is_empty() {

@@ -312,6 +312,9 @@ pub const MODULE_KINDS: &[&str] = &[
     "cors",
     "headers",
     "redirect",
+    "auth_service",
+    "risk",
+    "device_fingerprint",
 ];
 
 /// Kind-specific fields of a module or consumer, kept as data: their types live in the business

@@ -41,6 +41,8 @@ pub(crate) enum Form {
     /// A circuit breaker: one breaker per route (and so per route's upstream), made by the
     /// pipeline for each route that uses the module.
     Breaker(crate::modules::breaker::BreakerPolicy),
+    /// A side-service call; the pipeline groups a route's calls into one concurrent stage.
+    Call(crate::calls::CallConfig),
 }
 
 /// State a new version of a module may take over from the previous one, so a config change
@@ -82,6 +84,7 @@ pub(crate) fn compile(
     index: usize,
     prev: Option<&Compiled>,
     plan: &mut ScratchPlan,
+    upstreams: &[String],
 ) -> Result<Compiled, Vec<ConfigError>> {
     let at = format!("modules[{index}]");
     let s = &spec.settings;
@@ -108,6 +111,12 @@ pub(crate) fn compile(
         "cors" => cors::compile(s, &at)?,
         "headers" => headers::compile(s, &at)?,
         "redirect" => redirect::compile(s, &at)?,
+        kind @ ("auth_service" | "risk" | "device_fingerprint") => {
+            let cfg: crate::calls::CallModuleConfig = read(s, &at).map_err(|e| vec![e])?;
+            let call = crate::calls::CallConfig::compile(&spec.id, kind, &cfg, upstreams)
+                .map_err(|e| under(&at, e))?;
+            (call.kind, Phase::Calls, Form::Call(call), Carry::None)
+        }
         other => {
             return Err(vec![ConfigError::new(
                 format!("{at}.kind"),
