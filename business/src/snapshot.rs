@@ -119,7 +119,7 @@ impl Snapshot {
             let calls = modules
                 .iter()
                 .filter(|m| matches!(m.form, stages::Form::Call(_)))
-                .filter(|m| m.global || r.modules.iter().any(|id| *id == m.id))
+                .filter(|m| m.global || r.modules.contains(&m.id))
                 .count();
             if calls > crate::calls::MAX_CALLS {
                 errors.push(ConfigError::new(

@@ -4,17 +4,19 @@
 //! (identity headers, removed credentials). Tokens and signatures are made here with ring, the
 //! way a client would, independently of the gateway's own code.
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+#[path = "modules/sign.rs"]
+mod sign;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use gatehouse_tests::*;
-use ring::{digest, hmac};
+use sign::{hmac_head, mint};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const JWT_SECRET: &str = "e2e-jwt-secret-0123456789abcdef-0123456";
-const HMAC_SECRET: &str = "e2e-hmac-secret-0123456789abcdef-012345";
+use sign::{HMAC_SECRET, JWT_SECRET};
 
 /// One upstream `up` at `backend`, then `rest` (modules, consumers, routes).
 fn config(backend: SocketAddr, rest: &str) -> String {
@@ -348,17 +350,6 @@ fn key_auth_names_the_consumer_and_keeps_the_key_from_the_upstream() {
     assert_eq!(b.request_count(), 1);
 }
 
-fn mint(claims: &str) -> String {
-    let signed = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
-        URL_SAFE_NO_PAD.encode(claims)
-    );
-    let key = hmac::Key::new(hmac::HMAC_SHA256, JWT_SECRET.as_bytes());
-    let sig = URL_SAFE_NO_PAD.encode(hmac::sign(&key, signed.as_bytes()));
-    format!("{signed}.{sig}")
-}
-
 #[test]
 fn jwt_valid_expired_and_tampered_tokens() {
     let b = Backend::fixed("ok");
@@ -410,50 +401,6 @@ fn jwt_valid_expired_and_tampered_tokens() {
         assert_gateway_error(&r, 401, "auth_failed");
     }
     assert_eq!(b.request_count(), 1);
-}
-
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) of a unix time.
-fn http_date(t: u64) -> String {
-    let days = (t / 86_400) as i64;
-    let secs = t % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MON: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
-        WD[(days.rem_euclid(7)) as usize],
-        MON[(month - 1) as usize],
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-/// A signed hmac_auth request head for `POST /orders` with `body`.
-fn hmac_head(nonce: &str, body: &[u8]) -> String {
-    let date = http_date(unix_now());
-    let d = STANDARD.encode(digest::digest(&digest::SHA256, body));
-    let signing = format!(
-        "(request-target): post /orders\ndate: {date}\nx-nonce: {nonce}\ndigest: SHA-256={d}"
-    );
-    let key = hmac::Key::new(hmac::HMAC_SHA256, HMAC_SECRET.as_bytes());
-    let sig = STANDARD.encode(hmac::sign(&key, signing.as_bytes()));
-    format!(
-        "POST /orders HTTP/1.1\nDate: {date}\nX-Nonce: {nonce}\nDigest: SHA-256={d}\n\
-         Authorization: hmac-auth-v1 keyId=\"k1\",algorithm=\"hmac-sha256\",\
-         headers=\"(request-target) date x-nonce digest\",signature=\"{sig}\"\n"
-    )
 }
 
 #[test]

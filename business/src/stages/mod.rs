@@ -267,7 +267,7 @@ mod tests {
                 global: false,
                 settings: Settings::new(),
             };
-            match compile(&spec, 0, None, &mut ScratchPlan::default()) {
+            match compile(&spec, 0, None, &mut ScratchPlan::default(), &[]) {
                 Ok(c) => assert_eq!(c.kind, *kind),
                 // Kinds with required fields fail on those, never as an unknown kind.
                 Err(errs) => assert!(
