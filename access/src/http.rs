@@ -50,6 +50,11 @@ pub struct Env<'a> {
     pub sid: usize,
     /// Wall-clock seconds, read once per loop iteration.
     pub unix_secs: u64,
+    /// Worker clock in µs, for latency figures.
+    pub now_us: u64,
+    pub stats: &'a crate::stats::WorkerStats,
+    /// Per-route counters of the worker's current config version.
+    pub routes: &'a crate::stats::RouteTable,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,6 +250,7 @@ pub(crate) fn answer(
             &generated[..]
         }
     };
+    env.stats.answered(kind.code());
     let cout = s.cout.get_or_insert_with(|| env.bufs.checkout());
     write_error(
         cout,
@@ -310,6 +316,9 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
             *env.rid_counter += 1;
             ex.ctx.generate_request_id(env.rid_prefix, *env.rid_counter);
         }
+        ex.started_us = env.now_us;
+        ex.up_sent_us = 0;
+        ex.resp_head_us = 0;
         ex.method = head.method;
         ex.client_minor = head.minor_version;
         ex.client_keep_alive = head.keep_alive && !env.stopping;
@@ -556,6 +565,9 @@ fn proxy_step(s: &mut Session, env: &mut Env) -> Step {
         }
     }
     let head_sent = ex.uout_sent >= head_len;
+    if head_sent && ex.up_sent_us == 0 {
+        ex.up_sent_us = env.now_us;
+    }
 
     // Request body: approve what the framing allows, write it, read more.
     if head_sent && (!ex.req_body.is_done() || ex.fwd_req > 0) {
@@ -830,6 +842,7 @@ fn relay_response(s: &mut Session, env: &mut Env) -> Step {
                 write_response_head(cout, uin, head, &ex.ctx, conn);
                 bytes::Buf::advance(&mut **uin, head.head_len);
                 ex.resp_head_sent = true;
+                ex.resp_head_us = env.now_us;
                 ex.resp_body = match head.body {
                     BodyKind::None | BodyKind::Length(0) => Body::Done,
                     BodyKind::Length(n) => Body::Length(n),
@@ -867,6 +880,22 @@ fn step(progress: bool) -> Step {
 /// request or close.
 fn finish_exchange(s: &mut Session, env: &mut Env) {
     let Some(mut ex) = s.ex.take() else { return };
+    // Counted against the route table of the version the request ran on, when the worker
+    // still serves it (a request straddling a config change goes uncounted by route).
+    if ex.ctx.matched
+        && ex
+            .snap
+            .as_ref()
+            .is_some_and(|v| v.version == env.routes.version)
+    {
+        if let Some(r) = env.routes.routes.get(ex.ctx.route.route) {
+            r.count(ex.ctx.status);
+            r.latency.observe(env.now_us.saturating_sub(ex.started_us));
+            if ex.resp_head_us > ex.up_sent_us && ex.up_sent_us > 0 {
+                r.upstream_latency.observe(ex.resp_head_us - ex.up_sent_us);
+            }
+        }
+    }
     let req_done = ex.req_body.is_done() && ex.fwd_req == 0;
     let uin_clean = ex.uin.as_ref().is_none_or(|u| u.is_empty());
     if let Some(key) = ex.up.take() {

@@ -12,4 +12,5 @@ pub mod io;
 pub mod listener;
 pub mod server;
 pub mod session;
+pub mod stats;
 pub mod worker;

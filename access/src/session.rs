@@ -133,6 +133,10 @@ pub struct Exchange {
     pub body_scanned: usize,
     pub body_dec: ChunkedDecoder,
     pub body_buf: Option<PooledBuf>,
+    /// Worker-clock µs: head complete, request head sent upstream, answer head received.
+    pub started_us: u64,
+    pub up_sent_us: u64,
+    pub resp_head_us: u64,
     /// Side-service calls of this request.
     pub calls: [crate::calls::CallIo; business::calls::MAX_CALLS],
 }
@@ -174,6 +178,9 @@ impl Exchange {
             body_scanned: 0,
             body_dec: ChunkedDecoder::default(),
             body_buf: None,
+            started_us: 0,
+            up_sent_us: 0,
+            resp_head_us: 0,
             calls: Default::default(),
         }
     }

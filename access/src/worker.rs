@@ -4,6 +4,7 @@
 
 use crate::http::{self, Env, Outcome};
 use crate::session::{CoreSnap, Exchange, Phase, Session};
+use crate::stats::{RouteTable, WorkerStats};
 use business::{CoreState, Snapshot};
 use components::HttpPool;
 use mio::net::TcpListener;
@@ -60,6 +61,8 @@ pub struct Worker {
     tasks: Vec<Task>,
     last_sweep: u64,
     unix_secs: u64,
+    stats: Arc<WorkerStats>,
+    routes: Arc<RouteTable>,
 }
 
 fn parse_limits(snap: &Snapshot) -> Limits {
@@ -107,6 +110,7 @@ impl Worker {
         let mut clock = Clock::new();
         let now = clock.update();
         let core = CoreState::for_snapshot(&snap);
+        let (stats, routes) = WorkerStats::register(id, &snap);
         let limits = parse_limits(&snap);
         Ok(Worker {
             id,
@@ -135,6 +139,8 @@ impl Worker {
             tasks: Vec::with_capacity(8),
             last_sweep: now,
             unix_secs: 0,
+            stats,
+            routes,
         })
     }
 
@@ -203,9 +209,14 @@ impl Worker {
                     .max()
                     .unwrap_or(60_000);
                 self.pool.sweep(self.poll.registry(), now, timeout);
+                let p = self.pool.stats();
+                self.stats.pool_idle.set(p.idle as u64);
+                self.stats.pool_busy.set(p.busy as u64);
+                self.stats.pool_connects.set(p.connects);
             }
             if self.stopping && (self.sessions.is_empty() || now >= self.stop_deadline) {
                 self.pool.close_idle(self.poll.registry());
+                self.stats.unregister();
                 return;
             }
         }
@@ -275,6 +286,8 @@ impl Worker {
                     s.timer_at = s.deadline;
                     self.wheel.schedule(sid, s.deadline);
                     entry.insert(s);
+                    self.stats.accepted.inc();
+                    self.stats.sessions.set(self.sessions.len() as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -309,6 +322,9 @@ impl Worker {
             stopping: self.stopping,
             sid,
             unix_secs: self.unix_secs,
+            now_us: self.clock.now_us(),
+            stats: &self.stats,
+            routes: &self.routes,
         };
         let outcome = http::drive(s, &mut env);
         self.after(sid, outcome);
@@ -339,6 +355,7 @@ impl Worker {
         if self.sessions.contains(sid) {
             let mut s = self.sessions.remove(sid);
             let _ = self.poll.registry().deregister(&mut s.stream);
+            self.stats.sessions.set(self.sessions.len() as u64);
         }
         if self.accept_paused
             && !self.stopping
@@ -387,6 +404,9 @@ impl Worker {
                 stopping: self.stopping,
                 sid,
                 unix_secs: self.unix_secs,
+                now_us: self.clock.now_us(),
+                stats: &self.stats,
+                routes: &self.routes,
             };
             let outcome = http::on_timeout(s, &mut env);
             self.after(sid, outcome);
@@ -401,6 +421,7 @@ impl Worker {
                 Task::Swap(snap, done) => {
                     self.core = CoreState::for_snapshot(&snap);
                     self.limits = parse_limits(&snap);
+                    self.routes = self.stats.swap(&snap, &self.routes);
                     self.snap = Rc::new(snap);
                     if let Some(done) = done {
                         let _ = done.send(self.id);

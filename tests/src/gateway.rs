@@ -97,6 +97,8 @@ pub struct Gateway {
     child: Child,
     /// The data-plane listener.
     pub addr: SocketAddr,
+    /// The admin listener (when the config used `{admin}` or got the generated table).
+    pub admin: SocketAddr,
     pub dir: TempDir,
     exit: Option<ExitStatus>,
 }
@@ -167,6 +169,7 @@ impl Gateway {
         Ok(Gateway {
             child,
             addr: listen,
+            admin,
             dir,
             exit: None,
         })

@@ -4,7 +4,8 @@
 use gatehouse_tests::backend::{Backend, Reply, Response};
 use gatehouse_tests::client::{assert_gateway_error, get, Conn};
 use gatehouse_tests::gateway::Gateway;
-use std::sync::{Arc, Condvar, Mutex};
+use parking_lot::{Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Holds each arriving request until `n` have arrived (or `t` passes). A service answering
@@ -18,16 +19,24 @@ struct Barrier {
 
 impl Barrier {
     fn new(n: usize) -> Barrier {
-        Barrier { inner: Arc::new((Mutex::new(0), Condvar::new())), n }
+        Barrier {
+            inner: Arc::new((Mutex::new(0), Condvar::new())),
+            n,
+        }
     }
 
     /// True when all arrived within `t`.
     fn arrive(&self, t: Duration) -> bool {
         let (m, cv) = &*self.inner;
-        let mut count = m.lock().unwrap();
+        let mut count = m.lock();
         *count += 1;
         cv.notify_all();
-        let (count, _) = cv.wait_timeout_while(count, t, |c| *c < self.n).unwrap();
+        let deadline = Instant::now() + t;
+        while *count < self.n {
+            if cv.wait_until(&mut count, deadline).timed_out() {
+                break;
+            }
+        }
         *count >= self.n
     }
 }
@@ -64,8 +73,18 @@ fn the_three_calls_are_in_flight_together_and_their_fields_reach_the_upstream() 
     let up = Backend::fixed("from upstream");
     let b = Barrier::new(3);
     let delay = Duration::from_millis(200);
-    let auth = service(Some(b.clone()), Response::ok("").header("X-User-Id", "u-42").head_delay(delay));
-    let risk = service(Some(b.clone()), Response::ok("").header("X-Risk-Score", "17").head_delay(delay));
+    let auth = service(
+        Some(b.clone()),
+        Response::ok("")
+            .header("X-User-Id", "u-42")
+            .head_delay(delay),
+    );
+    let risk = service(
+        Some(b.clone()),
+        Response::ok("")
+            .header("X-Risk-Score", "17")
+            .head_delay(delay),
+    );
     let device = service(Some(b), Response::ok("").head_delay(delay));
     let gw = Gateway::start(&config(&up, &auth, &risk, &device, ""));
     let t0 = Instant::now();
@@ -80,15 +99,31 @@ fn the_three_calls_are_in_flight_together_and_their_fields_reach_the_upstream() 
     for s in [&auth, &risk, &device] {
         let reqs = s.requests();
         assert_eq!(reqs.len(), 1);
-        let h = |n: &str| reqs[0].headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+        let h = |n: &str| {
+            reqs[0]
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
         assert_eq!(h("authorization").as_deref(), Some("Bearer t0k"));
         assert_eq!(h("x-original-uri").as_deref(), Some("/orders?id=9"));
         assert_eq!(h("x-original-method").as_deref(), Some("GET"));
-        assert_eq!(h("x-request-id"), r.header("x-request-id").map(str::to_string));
+        assert_eq!(
+            h("x-request-id"),
+            r.header("x-request-id").map(str::to_string)
+        );
     }
     let seen = up.requests();
     assert_eq!(seen.len(), 1);
-    let uh = |n: &str| seen[0].headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone()).collect::<Vec<_>>();
+    let uh = |n: &str| {
+        seen[0]
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
     // The service's X-User-Id replaces the client's forged one.
     assert_eq!(uh("x-user-id"), vec!["u-42".to_string()]);
     assert_eq!(uh("x-risk-score"), vec!["17".to_string()]);
@@ -133,7 +168,10 @@ fn failure_policies_open_and_closed() {
     let t0 = Instant::now();
     let r = get(gw.addr, "shop", "/a");
     assert_eq!(r.status, 200);
-    assert!(t0.elapsed() < Duration::from_secs(5), "the call's timeout bounds the wait");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "the call's timeout bounds the wait"
+    );
     drop(gw);
 
     // auth hangs past its timeout and fails closed (the default for auth_service): 401.
@@ -185,15 +223,22 @@ fn check_connections_are_reused_across_requests() {
         assert_eq!(c.read_response().unwrap().status, 200);
     }
     assert_eq!(auth.request_count(), 20);
-    assert_eq!(auth.accepts(), 1, "one keep-alive connection to the auth service");
+    assert_eq!(
+        auth.accepts(),
+        1,
+        "one keep-alive connection to the auth service"
+    );
 }
 
 #[test]
 fn more_call_modules_than_a_route_can_run_is_a_config_error() {
     let dir = gatehouse_tests::gateway::TempDir::new("calls");
-    let mut text = String::from("[[upstreams]]\nid = \"s\"\nnodes = [{ addr = \"127.0.0.1:9\" }]\n");
+    let mut text =
+        String::from("[[upstreams]]\nid = \"s\"\nnodes = [{ addr = \"127.0.0.1:9\" }]\n");
     for i in 0..5 {
-        text += &format!("[[modules]]\nid = \"c{i}\"\nkind = \"risk\"\nupstream = \"s\"\npath = \"/x\"\n");
+        text += &format!(
+            "[[modules]]\nid = \"c{i}\"\nkind = \"risk\"\nupstream = \"s\"\npath = \"/x\"\n"
+        );
     }
     text += "[[routes]]\nid = \"r\"\npaths = [\"/*\"]\nupstream = \"s\"\nmodules = [\"c0\", \"c1\", \"c2\", \"c3\", \"c4\"]\n";
     let path = dir.write("g.toml", &text);

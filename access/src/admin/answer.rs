@@ -19,6 +19,8 @@ pub struct Answer {
     pub version: Option<u64>,
     /// Close the connection after this answer.
     pub close: bool,
+    /// `Content-Type` of the body (JSON unless a handler says otherwise).
+    pub content_type: &'static str,
 }
 
 impl Answer {
@@ -30,6 +32,7 @@ impl Answer {
             allow: None,
             version: None,
             close: false,
+            content_type: "application/json",
         }
     }
 
@@ -41,6 +44,7 @@ impl Answer {
             allow: None,
             version: None,
             close: false,
+            content_type: "application/json",
         }
     }
 
@@ -51,6 +55,15 @@ impl Answer {
             status,
             &json!({"error": {"code": code, "message": message, "field": field}}),
         )
+    }
+
+    /// `status` with a non-JSON body.
+    pub fn text(status: u16, body: Vec<u8>, content_type: &'static str) -> Answer {
+        Answer {
+            content_type,
+            body,
+            ..Answer::empty(status)
+        }
     }
 
     pub fn with_version(mut self, v: u64) -> Answer {
@@ -81,7 +94,8 @@ impl Answer {
         if self.status != 204 {
             let _ = write!(
                 out,
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                "Content-Type: {}\r\nContent-Length: {}\r\n",
+                self.content_type,
                 self.body.len()
             );
         }

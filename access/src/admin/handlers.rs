@@ -34,6 +34,15 @@ pub fn healthz(state: &State, _: &Req, _: &Params) -> Answer {
     Answer::json(200, &json!({"status": "serving", "version": v}))
 }
 
+/// `/metrics`: every worker's counters, summed here on the admin thread.
+pub fn metrics(_: &State, _: &Req, _: &Params) -> Answer {
+    Answer::text(
+        200,
+        crate::stats::render().into_bytes(),
+        "text/plain; version=0.0.4",
+    )
+}
+
 pub fn config(state: &State, _: &Req, _: &Params) -> Answer {
     let snap = state.current();
     let mut v = serde_json::to_value(&snap.config).unwrap_or_else(|_| Value::Object(Map::new()));

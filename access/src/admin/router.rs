@@ -60,6 +60,14 @@ pub struct RouteDef {
 /// Every admin endpoint. Fixed paths come before patterns.
 pub static ROUTES: &[RouteDef] = &[
     RouteDef {
+        pattern: "/metrics",
+        method: "GET",
+        auth: true,
+        summary: "Prometheus text exposition: requests by route, status class and upstream; latency histograms; gateway answers by code; pools; connections; config version",
+        ok: (200, "Metrics"),
+        handler: super::handlers::metrics,
+    },
+    RouteDef {
         pattern: "/healthz",
         method: "GET",
         auth: false,
