@@ -32,7 +32,11 @@ pub fn fmt_ip(ip: IpAddr, tmp: &mut [u8; 48]) -> &[u8] {
 pub struct RequestRewrite<'a> {
     /// The path to send instead of the original (strip_prefix), or None to keep it.
     pub path: Option<&'a [u8]>,
+    /// The client address the stages settled on (a trusted proxy's X-Forwarded-For entry, or
+    /// the peer): sent as `X-Real-IP`.
     pub client_ip: IpAddr,
+    /// The socket peer: the hop appended to `X-Forwarded-For`.
+    pub peer: IpAddr,
     pub proto: &'a [u8],
     pub request_id: &'a [u8],
     /// Used as Host when the client sent none (HTTP/1.0).
@@ -91,10 +95,9 @@ pub fn write_request_head(out: &mut BytesMut, buf: &[u8], head: &RequestHead, rw
         out.put_slice(b"X-Forwarded-For: ");
     }
     let mut tmp = [0u8; 48];
-    let ip = fmt_ip(rw.client_ip, &mut tmp);
-    out.put_slice(ip);
+    out.put_slice(fmt_ip(rw.peer, &mut tmp));
     out.put_slice(b"\r\nX-Real-IP: ");
-    out.put_slice(ip);
+    out.put_slice(fmt_ip(rw.client_ip, &mut tmp));
     out.put_slice(b"\r\nX-Forwarded-Proto: ");
     out.put_slice(rw.proto);
     out.put_slice(b"\r\nX-Request-Id: ");
@@ -229,6 +232,7 @@ X-Forwarded-For: 10.0.0.1\r\nX-Request-Id: bad id\r\nAccept: */*\r\n\r\n";
         let rw = RequestRewrite {
             path: None,
             client_ip: "127.0.0.2".parse().unwrap(),
+            peer: "127.0.0.2".parse().unwrap(),
             proto: b"http",
             request_id: b"rid",
             upstream_addr: "127.0.0.1:9".parse().unwrap(),

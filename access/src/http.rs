@@ -241,6 +241,30 @@ pub(crate) fn answer(
     head_only: bool,
     retry_after: Option<u64>,
 ) {
+    answer_field(
+        s,
+        env,
+        kind,
+        request_id,
+        close,
+        head_only,
+        retry_after,
+        None,
+    );
+}
+
+/// Like [`answer`], naming the parameter or field at fault in the JSON body.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn answer_field(
+    s: &mut Session,
+    env: &mut Env,
+    kind: ErrorKind,
+    request_id: Option<&[u8]>,
+    close: bool,
+    head_only: bool,
+    retry_after: Option<u64>,
+    field: Option<&[u8]>,
+) {
     let mut generated = [0u8; 32];
     let rid = match request_id {
         Some(r) => r,
@@ -259,7 +283,7 @@ pub(crate) fn answer(
             request_id: rid,
             close,
             retry_after,
-            field: None,
+            field,
             head_only,
         },
     );
@@ -366,7 +390,7 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         Flow::Reply(_) | Flow::Wait => None,
         Flow::NeedBody(max) => match head.body {
             BodyKind::Length(n) if n > max as u64 || n > ex.ctx.max_body => {
-                Some((ErrorKind::BodyTooLarge, None))
+                Some((ErrorKind::BodyTooLarge, None, None))
             }
             _ => {
                 let max = max.min(ex.ctx.max_body as usize);
@@ -376,13 +400,15 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
                 return Step::Progress;
             }
         },
-        Flow::Respond(r) => Some((r.kind, r.retry_after)),
+        Flow::Respond(r) => Some((r.kind, r.retry_after, r.field)),
         Flow::Continue => match head.body {
-            BodyKind::Length(n) if n > ex.ctx.max_body => Some((ErrorKind::BodyTooLarge, None)),
+            BodyKind::Length(n) if n > ex.ctx.max_body => {
+                Some((ErrorKind::BodyTooLarge, None, None))
+            }
             _ => None,
         },
     };
-    if let Some((kind, retry_after)) = reject {
+    if let Some((kind, retry_after, field)) = reject {
         let head_len = head.head_len;
         bytes::Buf::advance(&mut **cin, head_len);
         // An unread body cannot be told apart from the next request: close after answering.
@@ -390,7 +416,7 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         let rid = ex.ctx.request_id;
         let rid_len = ex.ctx.request_id_len;
         recycle(ex, env);
-        answer(
+        answer_field(
             s,
             env,
             kind,
@@ -398,6 +424,7 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
             close,
             head_only,
             retry_after,
+            field.as_ref().map(|f| f.as_bytes()),
         );
         s.phase = if close { Phase::Closing } else { Phase::Head };
         s.head_started = if s.cin.as_ref().is_some_and(|c| !c.is_empty()) {
@@ -427,6 +454,7 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
     let rw = RequestRewrite {
         path: stripped,
         client_ip: ex.ctx.client_ip,
+        peer: s.peer.ip(),
         proto: b"http",
         request_id: ex.ctx.request_id(),
         upstream_addr: ex.up_addr,
@@ -509,6 +537,12 @@ fn upstream_failed(s: &mut Session, env: &mut Env, kind: ErrorKind) -> Step {
     }
     if ex.resp_head_sent {
         return Step::Close;
+    }
+    // Stages that watch outcomes (the circuit breaker) see the failure as the answer the
+    // client gets.
+    if let Some(snap) = ex.snap.clone() {
+        ex.ctx.status = kind.status();
+        snap.pipeline.on_response(&mut ex.ctx);
     }
     let req_done = ex.req_body.is_done() && ex.fwd_req == 0;
     let close = !req_done || !ex.client_keep_alive;

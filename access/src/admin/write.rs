@@ -99,7 +99,9 @@ impl State {
             Err(e) => return put_error(&[e], kind, index),
         };
         let version = base.version + 1;
-        let snap = match Snapshot::build(config, version) {
+        // The previous version hands over state a change must not reset (rate-limit
+        // tables, replay caches).
+        let snap = match Snapshot::build_next(config, version, Some(&base)) {
             Ok(s) => s,
             Err(errors) if stored.is_some() => return put_error(&errors, kind, index),
             Err(errors) => {
