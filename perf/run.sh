@@ -10,6 +10,13 @@
 #   run.sh smoke     every scenario once for 2 s (quick check that everything answers)
 #   run.sh idle      IDLE_CONNS idle keep-alive connections held on each proxy in turn:
 #                    RSS growth per connection, and req/s of a wrk run while they are held
+#   run.sh calls     p50 at low concurrency (CALL_CONNS) through routes whose auth_service
+#                    and risk modules call two check services that answer after a fixed
+#                    delay: what the gateway adds, one call vs two (overlap), nginx's
+#                    auth_request as the same-run reference (modes/calls.sh)
+#   run.sh reconfig  Gatehouse alone: paced wrk at TARGET_PCT% of the max measured in the
+#                    run, once without and once with an admin change every CHANGE_MS ms;
+#                    errors, p99, and a keep-alive connection that must survive (modes/reconfig.sh)
 #
 # Options (each also an environment variable):
 #   --proxies LIST       PROXIES      comma list of nginx,gatehouse,haproxy (default nginx,gatehouse)
@@ -17,11 +24,19 @@
 #                        with {config} {port} {upstream} {admin} {dir} placeholders, or the word
 #                        `nginx` / `haproxy` to put that proxy there as a stand-in
 #                        (default: $CARGO_TARGET_DIR|target/release/gatehouse run --config {config})
-#   --duration S         DURATION     seconds per wrk run (bench 10, smoke 2, idle 10)
-#   --rounds N           ROUNDS       rounds per scenario (bench 3, smoke 1)
+#   --duration S         DURATION     seconds per wrk run (bench 10, smoke 2, idle 10, calls 10,
+#                                     reconfig 60)
+#   --rounds N           ROUNDS       rounds per scenario (bench 3, smoke 1, calls 3, reconfig 1)
 #   --connections C      CONNS        wrk connections (50)
 #   --idle-conns N       IDLE_CONNS   idle connections held in idle mode (9000)
-#   --scenarios LIST     SCENARIOS    subset of get100,get4k,get64k,post2k
+#   --scenarios LIST     SCENARIOS    subset of get100,get4k,get64k,post2k,modules (modules:
+#                                     GET /100?id=42 with a JWT; Gatehouse runs ip_list, params,
+#                                     waf, rate_limit and jwt on it, nginx proxies it plainly)
+#   --call-conns C       CALL_CONNS   calls mode: wrk connections (4)
+#   --call-delays LIST   CALL_DELAYS_US  calls mode: delay of the auth and risk services in µs
+#                                     (5000,5000)
+#   --target-pct P       TARGET_PCT   reconfig mode: load as a share of the measured max (70)
+#   --change-ms MS       CHANGE_MS    reconfig mode: time between admin changes (250)
 #   --warmup S           WARMUP       unmeasured wrk seconds per proxy before each scenario (1)
 #   --out FILE           OUT          JSON summary (default perf/results/latest[-MODE].json)
 #   PROXY_CPU=0 LOAD_CPU=1           the layout: proxy under test alone on PROXY_CPU,
@@ -39,7 +54,7 @@ ROOT=$(dirname "$HERE")
 PY=(python3 "$HERE/harness.py")
 
 MODE=bench
-case "${1:-}" in bench | smoke | idle) MODE=$1; shift ;; esac
+case "${1:-}" in bench | smoke | idle | calls | reconfig) MODE=$1; shift ;; esac
 
 PROXIES=${PROXIES:-nginx,gatehouse}
 GATEHOUSE_CMD=${GATEHOUSE_CMD:-}
@@ -47,7 +62,11 @@ DURATION=${DURATION:-}
 ROUNDS=${ROUNDS:-}
 CONNS=${CONNS:-50}
 IDLE_CONNS=${IDLE_CONNS:-9000}
-SCENARIOS=${SCENARIOS:-get100,get4k,get64k,post2k}
+SCENARIOS=${SCENARIOS:-get100,get4k,get64k,post2k,modules}
+CALL_CONNS=${CALL_CONNS:-4}
+CALL_DELAYS_US=${CALL_DELAYS_US:-5000,5000}
+TARGET_PCT=${TARGET_PCT:-70}
+CHANGE_MS=${CHANGE_MS:-250}
 WARMUP=${WARMUP:-}
 OUT=${OUT:-}
 PROXY_CPU=${PROXY_CPU:-0}
@@ -69,6 +88,10 @@ while [ $# -gt 0 ]; do
     --scenarios) SCENARIOS=${2:?}; shift 2 ;;
     --warmup) WARMUP=${2:?}; shift 2 ;;
     --out) OUT=${2:?}; shift 2 ;;
+    --call-conns) CALL_CONNS=${2:?}; shift 2 ;;
+    --call-delays) CALL_DELAYS_US=${2:?}; shift 2 ;;
+    --target-pct) TARGET_PCT=${2:?}; shift 2 ;;
+    --change-ms) CHANGE_MS=${2:?}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -81,13 +104,19 @@ case $MODE in
          OUT=${OUT:-$HERE/results/latest-smoke.json} ;;
   idle)  DURATION=${DURATION:-10}; ROUNDS=1; WARMUP=${WARMUP:-1}
          OUT=${OUT:-$HERE/results/latest-idle.json} ;;
+  calls) DURATION=${DURATION:-10}; ROUNDS=${ROUNDS:-3}; WARMUP=${WARMUP:-1}
+         OUT=${OUT:-$HERE/results/latest-calls.json} ;;
+  # Reconfig measures Gatehouse against itself (with and without changes): an nginx reload
+  # replaces its worker processes, a different operation, so nginx is not a contender here.
+  reconfig) DURATION=${DURATION:-60}; ROUNDS=${ROUNDS:-1}; WARMUP=${WARMUP:-1}; PROXIES=gatehouse
+         OUT=${OUT:-$HERE/results/latest-reconfig.json} ;;
 esac
 [[ $NICE =~ ^-?[0-9]+$ ]] || die "NICE must be a number, got '$NICE'"
 [[ $SLICE_US =~ ^[0-9]+$ ]] || die "SLICE_US must be a whole number, got '$SLICE_US'"
 # Prefix that starts a command boosted (see harness.py boosted); empty when both are off.
 BOOST=()
 if [ "$NICE" != 0 ] || [ "$SLICE_US" != 0 ]; then BOOST=(python3 "$HERE/harness.py" boosted "$NICE" "$SLICE_US"); fi
-for n in DURATION ROUNDS CONNS IDLE_CONNS WARMUP PROXY_CPU LOAD_CPU; do
+for n in DURATION ROUNDS CONNS IDLE_CONNS WARMUP PROXY_CPU LOAD_CPU CALL_CONNS TARGET_PCT CHANGE_MS; do
   [[ ${!n} =~ ^[0-9]+$ ]] || die "$n must be a whole number, got '${!n}'"
 done
 [ "$DURATION" -ge 1 ] || die "DURATION must be at least 1 s"
@@ -98,8 +127,15 @@ for p in "${PROXY_LIST[@]}"; do
   case $p in nginx | gatehouse | haproxy) ;; *) die "unknown proxy '$p' (nginx, gatehouse, haproxy)" ;; esac
 done
 for s in "${SCENARIO_LIST[@]}"; do
-  case $s in get100 | get4k | get64k | post2k) ;; *) die "unknown scenario '$s'" ;; esac
+  case $s in get100 | get4k | get64k | post2k | modules) ;; *) die "unknown scenario '$s'" ;; esac
 done
+[[ $CALL_DELAYS_US =~ ^[0-9]+(,[0-9]+)?$ ]] || die "CALL_DELAYS_US must be one or two delays in µs, got '$CALL_DELAYS_US'"
+if [ "$TARGET_PCT" -lt 10 ] || [ "$TARGET_PCT" -gt 95 ]; then die "TARGET_PCT must be 10..95"; fi
+[ "$CHANGE_MS" -ge 10 ] || die "CHANGE_MS must be at least 10"
+[ "$CALL_CONNS" -ge 1 ] || die "CALL_CONNS must be at least 1"
+if [ "$MODE" = reconfig ] && { [ "$GATEHOUSE_CMD" = nginx ] || [ "$GATEHOUSE_CMD" = haproxy ]; }; then
+  die "reconfig mode drives Gatehouse's admin API; a stand-in cannot take it"
+fi
 
 # ---------------------------------------------------------------- tools
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -168,9 +204,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- configs
-mapfile -t PORTS < <("${PY[@]}" ports 6)
+mapfile -t PORTS < <("${PY[@]}" ports 8)
 UP_PORT=${PORTS[0]}
-declare -A PORT=([nginx]=${PORTS[1]} [gatehouse]=${PORTS[2]} [haproxy]=${PORTS[3]})
+# auth and risk: the check services of calls mode (wrk also measures them directly).
+declare -A PORT=([nginx]=${PORTS[1]} [gatehouse]=${PORTS[2]} [haproxy]=${PORTS[3]} [auth]=${PORTS[5]} [risk]=${PORTS[6]})
 ADMIN_PORT=${PORTS[4]}
 declare -A MEASURED   # slot -> PIDs whose CPU and memory are measured
 declare -A CPU_NOTE
@@ -264,6 +301,7 @@ http {
       proxy_max_temp_file_size 0;
     }
   }
+$(nginx_extra_conf "$slot" || true)
 }
 EOF
 }
@@ -314,8 +352,18 @@ nodes = [{ addr = "127.0.0.1:$UP_PORT" }]
 id = "all"
 paths = ["/*"]
 upstream = "up"
+$(gatehouse_extra_conf || true)
 EOF
 }
+
+# What a mode or scenario adds to the configs (modes/*.sh write the sections themselves).
+gatehouse_extra_conf() {
+  case $MODE in
+    bench | smoke) if [[ ,$SCENARIOS, == *,modules,* ]]; then gatehouse_modules_conf; fi ;;
+    calls) gatehouse_calls_conf ;;
+  esac
+}
+nginx_extra_conf() { if [ "$MODE" = calls ]; then nginx_calls_conf "$1"; fi; }
 
 # ---------------------------------------------------------------- processes
 # start_bg CPU LOG CMD...: starts CMD pinned to CPU, records its PID in PIDS and LAST_PID.
@@ -383,14 +431,16 @@ check_slot() {
     "${PY[@]}" check "$base/64k" 65536 && "${PY[@]}" check "$base/post" 100 --post 2048; }; then
     die "$1 gives wrong answers (see above)"
   fi
+  if [[ $MODE =~ ^(bench|smoke)$ ]] && [[ ,$SCENARIOS, == *,modules,* ]]; then check_modules_slot "$1"; fi
 }
 
-scenario_path() { case $1 in get100) echo /100 ;; get4k) echo /4k ;; get64k) echo /64k ;; post2k) echo /post ;; esac; }
+scenario_path() { case $1 in get100) echo /100 ;; get4k) echo /4k ;; get64k) echo /64k ;; post2k) echo /post ;; modules) echo "$MOD_PATH" ;; esac; }
 
 # run_wrk OUTFILE SECONDS SLOT PATH [LUA]: one bounded wrk run on LOAD_CPU.
 run_wrk() {
   local out=$1 secs=$2 slot=$3 path=$4 lua=${5:-} pid
-  local args=(-t1 "-c$CONNS" "-d${secs}s" --latency --timeout 5s)
+  # WRK_CONNS, when set, overrides CONNS (calls and reconfig modes use fewer connections).
+  local args=(-t1 "-c${WRK_CONNS:-$CONNS}" "-d${secs}s" --latency --timeout 5s)
   [ -n "$lua" ] && args+=(-s "$lua")
   setsid taskset -c "$LOAD_CPU" "${BOOST[@]}" wrk "${args[@]}" "http://127.0.0.1:${PORT[$slot]}$path" >"$out" 2>&1 </dev/null &
   pid=$!
@@ -421,9 +471,21 @@ timed_wrk() {
   TIMING=("t0=$t0" "t1=$t1" "busy0=$b0" "tot0=$s0" "busy1=$b1" "tot1=$s1")
 }
 
+# The modes and the modules scenario: functions only, called below.
+# shellcheck source=modes/idle.sh
+. "$HERE/modes/idle.sh"
+# shellcheck source=modes/modules.sh
+. "$HERE/modes/modules.sh"
+# shellcheck source=modes/calls.sh
+. "$HERE/modes/calls.sh"
+# shellcheck source=modes/reconfig.sh
+. "$HERE/modes/reconfig.sh"
+
 # ---------------------------------------------------------------- start everything
 say "mode $MODE; proxies ${PROXY_LIST[*]}; proxy on CPU $PROXY_CPU, wrk+upstream on CPU $LOAD_CPU; nice $NICE, slice ${SLICE_US} µs; work dir $WORK"
 write_upstream_conf
+[[ ,$SCENARIOS, == *,modules,* ]] && [[ $MODE =~ ^(bench|smoke)$ ]] && prepare_modules
+[ "$MODE" = calls ] && start_check_services
 start_bg "$LOAD_CPU" "$WORK/upstream/out.log" nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" -e "$WORK/upstream/error.log"
 wait_ready upstream "$UP_PORT" "$LAST_PID" "$WORK/upstream/error.log"
 PIDS+=("$("${PY[@]}" children "$LAST_PID")")
@@ -454,49 +516,12 @@ meta=("mode=$MODE" "proxies=$PROXIES" "gatehouse_cmd=$GATEHOUSE_CMD" "duration=$
   "cpu_note=${cpu_note%; }" "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   "git=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
   "host=$(uname -r), $NCPU cpus" "nginx=$(nginx -v 2>&1 | sed 's/.*: //')"
-  "wrk=$( (wrk -v 2>&1 || true) | head -n1 | cut -d' ' -f1-2)")
+  "wrk=$( (wrk -v 2>&1 || true) | head -n1 | cut -d' ' -f1-2)" "scenarios=$SCENARIOS"
+  "call_conns=$CALL_CONNS" "call_delays_us=$CALL_DELAYS_US" "target_pct=$TARGET_PCT" "change_ms=$CHANGE_MS")
 
-# ---------------------------------------------------------------- idle mode
-if [ "$MODE" = idle ]; then
-  say "building idle_hold"
-  (cd "$ROOT" && cargo build -q -p perf --bin idle_hold) >&2
-  HOLD=$TARGET/debug/idle_hold
-  for p in "${PROXY_LIST[@]}"; do
-    [ "$WARMUP" -gt 0 ] && run_wrk "$WORK/warm-$p.txt" "$WARMUP" "$p" /100
-    # Baseline: the same wrk run with no idle connections, so "while held" has a same-proxy
-    # reference that machine noise affects alike.
-    timed_wrk "$WORK/base-wrk-$p.txt" "$DURATION" "$p" /100
-    BASE_TIMING=("${TIMING[@]/#/base_}")
-    sleep 1
-    before=$(sum_field "$p" VmRSS)
-    rm -f "$WORK/hold.in"; mkfifo "$WORK/hold.in"
-    setsid taskset -c "$LOAD_CPU" "${BOOST[@]}" "$HOLD" "127.0.0.1:${PORT[$p]}" "$IDLE_CONNS" --path /100 \
-      <"$WORK/hold.in" >"$WORK/hold-$p.out" 2>"$WORK/hold-$p.err" &
-    hold_pid=$!
-    PIDS+=("$hold_pid")
-    # Read-write, so the open never blocks even if the holder died before opening its end.
-    exec 7<>"$WORK/hold.in"
-    HOLD_FD_OPEN=1
-    say "$p: opening $IDLE_CONNS idle keep-alive connections"
-    for _ in $(seq 1200); do  # at most 120 s
-      grep -q '^ready' "$WORK/hold-$p.out" && break
-      kill -0 "$hold_pid" 2>/dev/null || { cat "$WORK/hold-$p.err" >&2; die "idle_hold failed on $p"; }
-      sleep 0.1
-    done
-    grep -q '^ready' "$WORK/hold-$p.out" || die "idle_hold not ready on $p after 120 s"
-    sleep 1
-    held=$(sum_field "$p" VmRSS)
-    timed_wrk "$WORK/idle-wrk-$p.txt" "$DURATION" "$p" /100
-    exec 7>&-
-    HOLD_FD_OPEN=0
-    for _ in $(seq 300); do kill -0 "$hold_pid" 2>/dev/null || break; sleep 0.1; done
-    wait "$hold_pid" || die "idle_hold on $p exited with an error: $(cat "$WORK/hold-$p.err")"
-    still_open=$(awk '/^open/ {print $2}' "$WORK/hold-$p.out")
-    "${PY[@]}" idle-record "$RUNS" proxy="$p" "measured=${MEASURED[$p]}" idle_conns="$IDLE_CONNS" \
-      rss_before="$before" rss_held="$held" still_open="${still_open:-0}" wrk="$WORK/idle-wrk-$p.txt" \
-      "${TIMING[@]}" base_wrk="$WORK/base-wrk-$p.txt" "${BASE_TIMING[@]}"
-  done
-  "${PY[@]}" summary "$RUNS" "$OUT" "${meta[@]}" "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)"
+# ---------------------------------------------------------------- idle, calls, reconfig
+if [ "$MODE" != bench ] && [ "$MODE" != smoke ]; then
+  "run_${MODE}_mode"
   exit 0
 fi
 
@@ -505,6 +530,7 @@ fi
 for sc in "${SCENARIO_LIST[@]}"; do
   path=$(scenario_path "$sc")
   lua=""; [ "$sc" = post2k ] && lua=$WORK/post.lua
+  [ "$sc" = modules ] && lua=$WORK/modules.lua
   if [ "$WARMUP" -gt 0 ]; then
     for p in "${PROXY_LIST[@]}"; do run_wrk "$WORK/warm.txt" "$WARMUP" "$p" "$path" "$lua"; done
   fi

@@ -1,0 +1,81 @@
+# shellcheck shell=bash
+# perf/modes/reconfig.sh — sourced by run.sh: `run.sh reconfig`.
+#
+# Does changing the config through the admin API disturb traffic? Gatehouse alone (nginx's
+# reload replaces worker processes, a different operation), in one run:
+#
+#   1. max: wrk -cCONNS for MAX_S seconds on GET /100 (closed loop, the gateway saturated);
+#   2. pacing: a wrk Lua script makes each connection wait PACE_MS before each request, so
+#      the rate is set by the number of connections, not by the gateway's speed; a 5 s probe
+#      picks the connection count that gives TARGET_PCT% of the max (wrk2 is not in Debian);
+#   3. ROUNDS x (one run without changes, one with an admin change every CHANGE_MS), DURATION
+#      seconds each, in alternating order; churn.py makes the changes and keeps one keep-alive
+#      probe connection (opened before the run, a request every second) that must survive.
+#
+# Verdicts: non-2xx and socket errors (must be 0), p99 with changes / p99 without (within 2x),
+# every admin change answered 2xx, the probe connection still open at the end.
+
+MAX_S=${MAX_S:-10}
+PACE_MS=${PACE_MS:-1}
+
+# wrk_rps FILE: the req/s of a wrk run.
+wrk_rps() { "${PY[@]}" parse-wrk "$1" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["rps"]))'; }
+
+# churn_run CHANGES(on|off) ROUND: one paced wrk run with churn.py beside it.
+churn_run() {
+  local changes=$1 r=$2 tag="$1-$2" churn_pid
+  rm -f "$WORK/churn.in"; mkfifo "$WORK/churn.in"
+  setsid taskset -c "$LOAD_CPU" "${BOOST[@]}" python3 "$HERE/churn.py" --admin "127.0.0.1:$ADMIN_PORT" \
+    --proxy "127.0.0.1:${PORT[gatehouse]}" --upstream "127.0.0.1:$UP_PORT" --changes "$changes" \
+    --interval-ms "$CHANGE_MS" --max-s $((DURATION + 120)) --out "$WORK/churn-$tag.json" \
+    <"$WORK/churn.in" >"$WORK/churn-$tag.out" 2>"$WORK/churn-$tag.err" &
+  churn_pid=$!
+  PIDS+=("$churn_pid")
+  exec 7<>"$WORK/churn.in"
+  HOLD_FD_OPEN=1
+  for _ in $(seq 300); do # at most 30 s
+    grep -q '^ready' "$WORK/churn-$tag.out" && break
+    kill -0 "$churn_pid" 2>/dev/null || { cat "$WORK/churn-$tag.err" >&2; die "churn.py failed to start"; }
+    sleep 0.1
+  done
+  grep -q '^ready' "$WORK/churn-$tag.out" || die "churn.py not ready after 30 s"
+  timed_wrk "$WORK/wrk-$tag.txt" "$DURATION" gatehouse /100 "$WORK/paced.lua"
+  exec 7>&-
+  HOLD_FD_OPEN=0
+  for _ in $(seq 300); do kill -0 "$churn_pid" 2>/dev/null || break; sleep 0.1; done
+  wait "$churn_pid" || die "churn.py exited with an error: $(cat "$WORK/churn-$tag.err")"
+  "${MODPY[@]}" reconfig-record "$RUNS" case="changes-$changes" proxy=gatehouse round="$r" \
+    conns="$WRK_CONNS" changes="$changes" "measured=${MEASURED[gatehouse]}" "${TIMING[@]}" \
+    wrk="$WORK/wrk-$tag.txt" churn="$WORK/churn-$tag.json" target_rps="$TARGET_RPS" max_rps="$MAX_RPS"
+}
+
+run_reconfig_mode() {
+  local n0 r0 n r first second
+  [ "$WARMUP" -gt 0 ] && run_wrk "$WORK/warm.txt" "$WARMUP" gatehouse /100
+  timed_wrk "$WORK/max.txt" "$MAX_S" gatehouse /100
+  MAX_RPS=$(wrk_rps "$WORK/max.txt")
+  TARGET_RPS=$((MAX_RPS * TARGET_PCT / 100))
+  "${MODPY[@]}" wrk-lua "$WORK/paced.lua" --pace-ms "$PACE_MS"
+  # A paced connection makes at most 1000 / (PACE_MS + latency) requests per second; start
+  # from 80% of that bound and correct once by what the probe achieved.
+  n0=$(((TARGET_RPS * PACE_MS + 799) / 800))
+  [ "$n0" -ge 1 ] || n0=1
+  export WRK_CONNS=$n0
+  run_wrk "$WORK/probe.txt" 5 gatehouse /100 "$WORK/paced.lua"
+  r0=$(wrk_rps "$WORK/probe.txt")
+  n=$(((n0 * TARGET_RPS + r0 / 2) / (r0 > 0 ? r0 : 1)))
+  if [ "$n" -lt 1 ]; then n=1; elif [ "$n" -gt 2000 ]; then n=2000; fi
+  export WRK_CONNS=$n
+  say "reconfig: max $MAX_RPS req/s; target $TARGET_RPS ($TARGET_PCT%); probe -c$n0 gave $r0 req/s; using -c$n, $PACE_MS ms pacing"
+  meta+=("max_rps=$MAX_RPS" "target_rps=$TARGET_RPS" "paced_conns=$n" "pace_ms=$PACE_MS" "max_s=$MAX_S"
+    "probe_conns=$n0" "probe_rps=$r0")
+  "${MODPY[@]}" row-header
+  for ((r = 1; r <= ROUNDS; r++)); do
+    # Alternate which run goes first, so drift over the minutes does not favour one.
+    if [ $((r % 2)) = 1 ]; then first=off second=on; else first=on second=off; fi
+    churn_run "$first" "$r"
+    churn_run "$second" "$r"
+  done
+  unset WRK_CONNS
+  "${MODPY[@]}" summary "$RUNS" "$OUT" "${meta[@]}" "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)"
+}
