@@ -36,6 +36,9 @@ enum Command {
         /// Address of the gateway's HTTP listener.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Address of the admin API (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:9180")]
+        admin: SocketAddr,
     },
 }
 
@@ -63,9 +66,9 @@ fn main() -> ExitCode {
             Ok(c) => serve(c, None),
             Err(errors) => report(&errors),
         },
-        Command::Demo { listen } => {
+        Command::Demo { listen, admin } => {
             let dir = std::env::temp_dir().join(format!("gatehouse-demo-{}", std::process::id()));
-            let text = match demo::prepare(listen, &dir.display().to_string()) {
+            let text = match demo::prepare(listen, admin, &dir.display().to_string()) {
                 Ok(t) => t,
                 Err(e) => {
                     eprintln!("gatehouse: cannot start the demo backends: {e}");

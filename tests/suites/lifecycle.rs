@@ -365,7 +365,13 @@ fn run_curl(line: &str) -> Resp {
 fn demo_serves_the_curl_lines_it_prints() {
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut child = Command::new(bin())
-        .args(["demo", "--listen", &listen.to_string()])
+        .args([
+            "demo",
+            "--listen",
+            &listen.to_string(),
+            "--admin",
+            "127.0.0.1:0",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -9,8 +9,28 @@ use std::thread;
 /// Largest request body the demo service accepts.
 const MAX_BODY: usize = 16 << 20;
 
+/// Which demo service a listener plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// The product service behind the routes.
+    Products,
+    /// An auth check: `X-Session: demo-session` is user bob, anything else is refused (401).
+    Auth,
+    /// A risk check: `X-Device: emulator` is refused (403), anything else scores 12.
+    Risk,
+}
+
+/// How long each demo check takes, so a request through both shows they run at once
+/// (about this long in all, not twice).
+const CHECK_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Starts the service on `addr` (port 0 picks one) and returns the bound address.
 pub fn start(addr: SocketAddr) -> io::Result<SocketAddr> {
+    start_service(addr, Service::Products)
+}
+
+/// Starts one of the demo services.
+pub fn start_service(addr: SocketAddr, service: Service) -> io::Result<SocketAddr> {
     let l = TcpListener::bind(addr)?;
     let bound = l.local_addr()?;
     thread::Builder::new()
@@ -20,7 +40,7 @@ pub fn start(addr: SocketAddr) -> io::Result<SocketAddr> {
                 let _ = thread::Builder::new()
                     .name("demo-conn".into())
                     .spawn(move || {
-                        let _ = serve(s);
+                        let _ = serve(s, service);
                     });
             }
         })?;
@@ -166,18 +186,37 @@ fn route(req: &Req) -> (u16, String) {
     }
 }
 
-fn serve(s: TcpStream) -> io::Result<()> {
+/// The verdict of a demo check service: status and the fields it adds.
+fn check(service: Service, req: &Req) -> (u16, Option<(&'static str, &'static str)>) {
+    let has = |name: &str, value: &str| req.headers.iter().any(|(k, v)| k == name && v == value);
+    match service {
+        Service::Auth if has("x-session", "demo-session") => (200, Some(("X-User-Id", "bob"))),
+        Service::Auth => (401, None),
+        Service::Risk if has("x-device", "emulator") => (403, None),
+        _ => (200, Some(("X-Risk-Score", "12"))),
+    }
+}
+
+fn serve(s: TcpStream, service: Service) -> io::Result<()> {
     let mut w = s.try_clone()?;
     let mut r = BufReader::new(s);
     while let Some(req) = read_request(&mut r)? {
-        let (status, body) = if req.method == "POST" && req.path.starts_with("/api/echo") {
+        let mut extra = String::new();
+        let (status, body) = if service != Service::Products {
+            thread::sleep(CHECK_DELAY);
+            let (status, field) = check(service, &req);
+            if let Some((k, v)) = field {
+                extra = format!("{k}: {v}\r\n");
+            }
+            (status, String::new())
+        } else if req.method == "POST" && req.path.starts_with("/api/echo") {
             (200, String::from_utf8_lossy(&req.body).into_owned())
         } else {
             route(&req)
         };
         let reason = protocols::error::reason(status);
         let head = format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
             body.len()
         );
         w.write_all(head.as_bytes())?;
