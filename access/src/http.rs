@@ -7,16 +7,16 @@
 //! written straight from the buffer they were read into, so a body of any size passes
 //! through one 16 KiB buffer per direction.
 
-use crate::forward::{write_request_head, write_response_head, ClientConn, RequestRewrite};
-use crate::io::{read_into, would_block, write_some, write_two};
+use crate::forward::{write_request_head, RequestRewrite};
+use crate::io::{read_into, would_block, write_two};
 use crate::session::{Body, CoreSnap, Exchange, Phase, RespPhase, Session};
 use business::{CoreState, Flow, Request};
 use components::HttpPool;
 use mio::Registry;
 use protocols::error::{write_error, Answer, ErrorKind};
 use protocols::http1::{
-    parse_request, parse_response, BodyKind, ChunkedDecoder, HeadError, HeaderKind, Limits, Parsed,
-    RequestHead, ResponseHead,
+    parse_request, BodyKind, ChunkedDecoder, HeadError, HeaderKind, Limits, Parsed, RequestHead,
+    ResponseHead,
 };
 use reactor::BufPool;
 use std::io;
@@ -24,8 +24,8 @@ use std::io;
 /// Steps per `drive` call before the session yields to others (fairness under a fast peer).
 const MAX_ROUNDS: usize = 64;
 /// Longest chunk-size line (with extensions) and trailer section accepted.
-const MAX_CHUNK_LINE: usize = 4096;
-const MAX_TRAILERS: usize = 16 * 1024;
+pub(crate) const MAX_CHUNK_LINE: usize = 4096;
+pub(crate) const MAX_TRAILERS: usize = 16 * 1024;
 /// Answers queued for a pipelining client before the session stops parsing more requests.
 const MAX_QUEUED_ANSWERS: usize = 64 * 1024;
 /// How long a closing connection keeps reading (and discarding) so the client sees the
@@ -83,7 +83,7 @@ pub fn drive(s: &mut Session, env: &mut Env) -> Outcome {
         };
         let step = match s.phase {
             Phase::Head => head_step(s, env),
-            Phase::Proxy => proxy_step(s, env),
+            Phase::Proxy => crate::proxy::proxy_step(s, env),
             Phase::ReadBody => crate::body::read_body_step(s, env),
             Phase::Calls => crate::calls::step(s, env),
             Phase::Closing => closing_step(s),
@@ -167,7 +167,7 @@ fn flush_client(s: &mut Session, env: &mut Env) -> Step {
     step(progress)
 }
 
-fn cout_pending(s: &Session) -> usize {
+pub(crate) fn cout_pending(s: &Session) -> usize {
     s.cout.as_ref().map_or(0, |c| c.len())
 }
 
@@ -482,473 +482,17 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
     s.ex = Some(ex);
     s.phase = Phase::Proxy;
     s.head_started = 0;
-    if connect(s, env, true).is_err() {
-        return upstream_failed(s, env, ErrorKind::UpstreamFailed("connect"));
+    if crate::proxy::connect(s, env, true).is_err() {
+        return crate::proxy::upstream_failed(s, env, ErrorKind::UpstreamFailed("connect"));
     }
     Step::Progress
 }
 
-fn connect(s: &mut Session, env: &mut Env, reuse: bool) -> io::Result<()> {
-    let Some(ex) = s.ex.as_mut() else {
-        return Ok(());
-    };
-    let a = env.pool.acquire(
-        env.registry,
-        ex.up_addr,
-        env.sid,
-        env.now,
-        ex.idle_timeout_ms,
-        reuse,
-    )?;
-    ex.up = Some(a.key);
-    ex.up_reused = a.reused;
-    ex.connected = a.reused;
-    ex.conn_started = env.now;
-    ex.up_activity = env.now;
-    Ok(())
-}
-
-/// The upstream failed before the exchange could complete: retry once when that is safe,
-/// else answer (if nothing of the answer went out yet) or cut the client off.
-fn upstream_failed(s: &mut Session, env: &mut Env, kind: ErrorKind) -> Step {
-    let Some(ex) = s.ex.as_mut() else {
-        return Step::Close;
-    };
-    if let Some(key) = ex.up.take() {
-        env.pool.discard(env.registry, key);
-    }
-    // A reused keep-alive connection may have been closed by the upstream just as we sent;
-    // an idempotent request without a body that got no byte back can safely go again.
-    let retry = ex.up_reused
-        && !ex.retried
-        && !ex.resp_started
-        && ex.method.is_idempotent()
-        && ex.req_body_bytes == 0
-        && matches!(ex.req_body, Body::Done)
-        && kind != ErrorKind::UpstreamTimeout;
-    if retry {
-        ex.retried = true;
-        ex.uout_sent = 0;
-        ex.uin = None;
-        if connect(s, env, false).is_ok() {
-            return Step::Progress;
-        }
-        return upstream_failed(s, env, ErrorKind::UpstreamFailed("connect"));
-    }
-    if ex.resp_head_sent {
-        return Step::Close;
-    }
-    // Stages that watch outcomes (the circuit breaker) see the failure as the answer the
-    // client gets.
-    if let Some(snap) = ex.snap.clone() {
-        ex.ctx.status = kind.status();
-        snap.pipeline.on_response(&mut ex.ctx);
-    }
-    let req_done = ex.req_body.is_done() && ex.fwd_req == 0;
-    let close = !req_done || !ex.client_keep_alive;
-    let head_only = ex.method == protocols::http1::Method::Head;
-    let rid = ex.ctx.request_id;
-    let rid_len = ex.ctx.request_id_len;
-    if let Some(ex) = s.ex.take() {
-        recycle(ex, env);
-    }
-    answer(s, env, kind, Some(&rid[..rid_len]), close, head_only, None);
-    s.phase = if close { Phase::Closing } else { Phase::Head };
-    Step::Progress
-}
-
-/// Moves an exchange forward: connect, send head and body, read and relay the answer.
-fn proxy_step(s: &mut Session, env: &mut Env) -> Step {
-    let Some(ex) = s.ex.as_mut() else {
-        return Step::Close;
-    };
-    let Some(key) = ex.up else { return Step::Close };
-    let Some(conn) = env.pool.get_mut(key) else {
-        return upstream_failed(s, env, ErrorKind::UpstreamFailed("connect"));
-    };
-    let mut progress = false;
-
-    if !ex.connected {
-        match conn.finish_connect() {
-            Ok(true) => {
-                ex.connected = true;
-                ex.up_activity = env.now;
-                progress = true;
-            }
-            Ok(false) => return Step::Idle,
-            Err(_) => return upstream_failed(s, env, ErrorKind::UpstreamFailed("connect")),
-        }
-    }
-
-    // Request head.
-    let head_len = ex.uout.as_ref().map_or(0, |u| u.len());
-    while ex.uout_sent < head_len && conn.writable {
-        let Some(uout) = ex.uout.as_ref() else { break };
-        let pending = &uout[ex.uout_sent..];
-        match write_some(&mut conn.stream, pending) {
-            Ok(n) => {
-                if n < pending.len() {
-                    conn.writable = false;
-                }
-                ex.uout_sent += n;
-                ex.up_activity = env.now;
-                progress = true;
-            }
-            Err(e) if would_block(&e) => conn.writable = false,
-            Err(_) => return upstream_failed(s, env, ErrorKind::UpstreamFailed("send")),
-        }
-    }
-    let head_sent = ex.uout_sent >= head_len;
-    if head_sent && ex.up_sent_us == 0 {
-        ex.up_sent_us = env.now_us;
-    }
-
-    // Request body: approve what the framing allows, write it, read more.
-    if head_sent && (!ex.req_body.is_done() || ex.fwd_req > 0) {
-        if let Some(cin) = s.cin.as_mut() {
-            if let Err(kind) = approve(
-                &mut ex.req_body,
-                &cin[..],
-                &mut ex.fwd_req,
-                &mut ex.req_body_bytes,
-            ) {
-                return client_body_failed(s, env, kind);
-            }
-            if ex.req_body_bytes > ex.ctx.max_body {
-                return client_body_failed(s, env, ErrorKind::BodyTooLarge);
-            }
-            while ex.fwd_req > 0 && conn.writable {
-                match write_some(&mut conn.stream, &cin[..ex.fwd_req]) {
-                    Ok(n) => {
-                        if n < ex.fwd_req {
-                            conn.writable = false;
-                        }
-                        bytes::Buf::advance(&mut **cin, n);
-                        ex.fwd_req -= n;
-                        ex.up_activity = env.now;
-                        progress = true;
-                    }
-                    Err(e) if would_block(&e) => conn.writable = false,
-                    Err(_) => return upstream_failed(s, env, ErrorKind::UpstreamFailed("send")),
-                }
-            }
-        }
-        if !ex.req_body.is_done() && s.readable && !s.read_closed {
-            let cin = s.cin.get_or_insert_with(|| env.bufs.checkout());
-            let room = env.bufs.buf_size().saturating_sub(cin.len());
-            if room > 0 {
-                match read_into(&s.stream, cin, room) {
-                    Ok(0) => {
-                        // The client gave up mid-body: the request can never complete.
-                        s.read_closed = true;
-                        return Step::Close;
-                    }
-                    Ok(n) => {
-                        if n < room && !s.rdhup {
-                            s.readable = false;
-                        }
-                        s.client_activity = env.now;
-                        progress = true;
-                    }
-                    Err(e) if would_block(&e) => s.readable = false,
-                    Err(_) => return Step::Close,
-                }
-            }
-        }
-    }
-
-    // Response: read, parse the head, approve body bytes.
-    if ex.resp != RespPhase::Done && conn.readable {
-        let uin = ex.uin.get_or_insert_with(|| env.bufs.checkout());
-        let cap = if ex.resp == RespPhase::Head {
-            env.limits.max_head_bytes + 4
-        } else {
-            env.bufs.buf_size()
-        };
-        let room = cap.saturating_sub(uin.len()).min(env.bufs.buf_size());
-        if room > 0 {
-            match read_into(&conn.stream, uin, room) {
-                Ok(0) => return upstream_eof(s, env),
-                Ok(n) => {
-                    if n < room && !conn.rdhup {
-                        conn.readable = false;
-                    }
-                    ex.resp_started = true;
-                    ex.up_activity = env.now;
-                    progress = true;
-                }
-                Err(e) if would_block(&e) => conn.readable = false,
-                Err(_) => {
-                    return if ex.resp_started {
-                        upstream_broken(s, env)
-                    } else {
-                        upstream_failed(s, env, ErrorKind::UpstreamFailed("reset"))
-                    }
-                }
-            }
-        }
-    }
-    match relay_response(s, env) {
-        Step::Close => return Step::Close,
-        Step::Progress => progress = true,
-        Step::Idle => {}
-    }
-    let Some(ex) = s.ex.as_ref() else {
-        return Step::Progress;
-    };
-    if ex.resp == RespPhase::Done && ex.fwd_resp == 0 && cout_pending(s) == 0 {
-        finish_exchange(s, env);
-        return Step::Progress;
-    }
+pub(crate) fn step(progress: bool) -> Step {
     if progress {
         Step::Progress
     } else {
         Step::Idle
-    }
-}
-
-/// Approves body bytes at `buf[*fwd..]` per the framing; returns an error kind for a
-/// malformed chunked body.
-fn approve(
-    body: &mut Body,
-    buf: &[u8],
-    fwd: &mut usize,
-    counted: &mut u64,
-) -> Result<(), ErrorKind> {
-    loop {
-        let avail = buf.len() - *fwd;
-        if avail == 0 {
-            return Ok(());
-        }
-        match body {
-            Body::Done => return Ok(()),
-            Body::Length(rem) => {
-                let take = (*rem).min(avail as u64);
-                *fwd += take as usize;
-                *counted += take;
-                *rem -= take;
-                if *rem == 0 {
-                    *body = Body::Done;
-                }
-                return Ok(());
-            }
-            Body::UntilClose => {
-                *fwd += avail;
-                *counted += avail as u64;
-                return Ok(());
-            }
-            Body::Chunked(dec) => {
-                let p = dec
-                    .feed(&buf[*fwd..])
-                    .map_err(|_| ErrorKind::BadRequest("bad_chunked_body"))?;
-                *fwd += p.consumed;
-                *counted += (p.data.end - p.data.start) as u64;
-                if p.done {
-                    *body = Body::Done;
-                    return Ok(());
-                }
-                if p.consumed == 0 {
-                    return Ok(());
-                }
-            }
-        }
-    }
-}
-
-/// The client's body broke a rule mid-stream: the upstream got part of a request, so its
-/// connection is dropped; the client gets the answer if none started, and is closed.
-fn client_body_failed(s: &mut Session, env: &mut Env, kind: ErrorKind) -> Step {
-    let Some(ex) = s.ex.as_mut() else {
-        return Step::Close;
-    };
-    if let Some(key) = ex.up.take() {
-        env.pool.discard(env.registry, key);
-    }
-    if ex.resp_head_sent {
-        return Step::Close;
-    }
-    let rid = ex.ctx.request_id;
-    let rid_len = ex.ctx.request_id_len;
-    if let Some(ex) = s.ex.take() {
-        recycle(ex, env);
-    }
-    answer(s, env, kind, Some(&rid[..rid_len]), true, false, None);
-    s.phase = Phase::Closing;
-    Step::Progress
-}
-
-/// The upstream closed its side.
-fn upstream_eof(s: &mut Session, env: &mut Env) -> Step {
-    let Some(ex) = s.ex.as_mut() else {
-        return Step::Close;
-    };
-    match ex.resp_body {
-        Body::UntilClose if ex.resp == RespPhase::Body => {
-            ex.resp = RespPhase::Done;
-            ex.resp_body = Body::Done;
-            ex.resp_keep_alive = false;
-            if let Some(key) = ex.up.take() {
-                env.pool.discard(env.registry, key);
-            }
-            Step::Progress
-        }
-        _ if !ex.resp_started => upstream_failed(s, env, ErrorKind::UpstreamFailed("closed")),
-        _ => upstream_broken(s, env),
-    }
-}
-
-/// The upstream broke off mid-answer: answer 502 if the client saw nothing yet, else cut.
-fn upstream_broken(s: &mut Session, env: &mut Env) -> Step {
-    let Some(ex) = s.ex.as_mut() else {
-        return Step::Close;
-    };
-    if ex.resp_head_sent {
-        return Step::Close;
-    }
-    ex.retried = true;
-    upstream_failed(s, env, ErrorKind::UpstreamFailed("bad_response"))
-}
-
-/// Parses response heads in `uin` and approves body bytes for the client.
-fn relay_response(s: &mut Session, env: &mut Env) -> Step {
-    let mut progress = false;
-    loop {
-        let Some(ex) = s.ex.as_mut() else {
-            return Step::Close;
-        };
-        let Some(uin) = ex.uin.as_mut() else {
-            return step(progress);
-        };
-        match ex.resp {
-            RespPhase::Done => return step(progress),
-            RespPhase::Body => {
-                let before = ex.fwd_resp;
-                let mut counted = 0;
-                if approve(&mut ex.resp_body, &uin[..], &mut ex.fwd_resp, &mut counted).is_err() {
-                    return upstream_broken(s, env);
-                }
-                if ex.resp_body.is_done() {
-                    ex.resp = RespPhase::Done;
-                    // Bytes past the end of the answer: the upstream is out of step.
-                    if uin.len() > ex.fwd_resp {
-                        ex.resp_keep_alive = false;
-                    }
-                }
-                return step(progress || ex.fwd_resp != before);
-            }
-            RespPhase::Head => {
-                if uin.is_empty() {
-                    return step(progress);
-                }
-                match parse_response(&uin[..], env.limits, ex.method, env.resp_head) {
-                    Ok(Parsed::Partial) => return step(progress),
-                    Err(_) => return upstream_broken(s, env),
-                    Ok(Parsed::Complete) => {}
-                }
-                let head = &*env.resp_head;
-                let cout = s.cout.get_or_insert_with(|| env.bufs.checkout());
-                if head.status < 200 {
-                    if head.status == 101 {
-                        // Upgrades are not negotiated on this path: the request's Upgrade
-                        // field was dropped, so a 101 is an upstream out of step.
-                        return upstream_broken(s, env);
-                    }
-                    write_response_head(cout, uin, head, &ex.ctx, ClientConn::KeepAlive);
-                    bytes::Buf::advance(&mut **uin, head.head_len);
-                    progress = true;
-                    continue;
-                }
-                let req_done = ex.req_body.is_done() && ex.fwd_req == 0;
-                let until_close = head.body == BodyKind::CloseDelimited;
-                let keep = ex.client_keep_alive
-                    && req_done
-                    && !until_close
-                    && !env.stopping
-                    && !s.close_after;
-                let conn = match (keep, ex.client_minor) {
-                    (false, _) => ClientConn::Close,
-                    (true, 0) => ClientConn::KeepAlive10,
-                    (true, _) => ClientConn::KeepAlive,
-                };
-                ex.client_keep_alive = keep;
-                ex.resp_keep_alive = head.keep_alive;
-                ex.ctx.status = head.status;
-                write_response_head(cout, uin, head, &ex.ctx, conn);
-                bytes::Buf::advance(&mut **uin, head.head_len);
-                ex.resp_head_sent = true;
-                ex.resp_head_us = env.now_us;
-                ex.resp_body = match head.body {
-                    BodyKind::None | BodyKind::Length(0) => Body::Done,
-                    BodyKind::Length(n) => Body::Length(n),
-                    BodyKind::Chunked => {
-                        Body::Chunked(ChunkedDecoder::new(MAX_CHUNK_LINE, MAX_TRAILERS))
-                    }
-                    BodyKind::CloseDelimited => Body::UntilClose,
-                };
-                ex.resp = if ex.resp_body.is_done() {
-                    RespPhase::Done
-                } else {
-                    RespPhase::Body
-                };
-                if ex.resp == RespPhase::Done && !uin.is_empty() {
-                    ex.resp_keep_alive = false;
-                }
-                if let Some(snap) = ex.snap.as_ref() {
-                    snap.pipeline.on_response(&mut ex.ctx);
-                }
-                progress = true;
-            }
-        }
-    }
-}
-
-fn step(progress: bool) -> Step {
-    if progress {
-        Step::Progress
-    } else {
-        Step::Idle
-    }
-}
-
-/// The answer is fully relayed: park or drop the upstream connection, then read the next
-/// request or close.
-fn finish_exchange(s: &mut Session, env: &mut Env) {
-    let Some(mut ex) = s.ex.take() else { return };
-    // Counted against the route table of the version the request ran on, when the worker
-    // still serves it (a request straddling a config change goes uncounted by route).
-    if ex.ctx.matched
-        && ex
-            .snap
-            .as_ref()
-            .is_some_and(|v| v.version == env.routes.version)
-    {
-        if let Some(r) = env.routes.routes.get(ex.ctx.route.route) {
-            r.count(ex.ctx.status);
-            r.latency.observe(env.now_us.saturating_sub(ex.started_us));
-            if ex.resp_head_us > ex.up_sent_us && ex.up_sent_us > 0 {
-                r.upstream_latency.observe(ex.resp_head_us - ex.up_sent_us);
-            }
-        }
-    }
-    let req_done = ex.req_body.is_done() && ex.fwd_req == 0;
-    let uin_clean = ex.uin.as_ref().is_none_or(|u| u.is_empty());
-    if let Some(key) = ex.up.take() {
-        let reusable = ex.resp_keep_alive && req_done && uin_clean;
-        env.pool
-            .release(env.registry, key, env.now, reusable, ex.max_idle);
-    }
-    let keep = ex.client_keep_alive && req_done && !s.close_after && !env.stopping;
-    recycle(ex, env);
-    if keep {
-        s.phase = Phase::Head;
-        s.head_started = if s.cin.as_ref().is_some_and(|c| !c.is_empty()) {
-            env.now
-        } else {
-            0
-        };
-    } else {
-        s.close_after = true;
-        s.phase = Phase::Closing;
     }
 }
 
@@ -1053,7 +597,7 @@ pub fn on_timeout(s: &mut Session, env: &mut Env) -> Outcome {
             let upstream_late = !ex.connected
                 || (ex.resp != RespPhase::Done && env.now >= ex.up_activity + ex.read_timeout_ms);
             if upstream_late && !ex.resp_head_sent {
-                let _ = upstream_failed(s, env, ErrorKind::UpstreamTimeout);
+                let _ = crate::proxy::upstream_failed(s, env, ErrorKind::UpstreamTimeout);
                 s.client_activity = env.now;
                 return drive(s, env);
             }

@@ -10,6 +10,7 @@ pub mod forward;
 pub mod http;
 pub mod io;
 pub mod listener;
+pub mod proxy;
 pub mod server;
 pub mod session;
 pub mod stats;
