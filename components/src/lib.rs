@@ -4,6 +4,8 @@
 
 pub mod balancer;
 pub mod http_pool;
+pub mod mux_pool;
 
 pub use balancer::Wrr;
 pub use http_pool::{ConnState, HttpPool, UpConn};
+pub use mux_pool::MuxPool;

@@ -16,6 +16,7 @@ pub mod model;
 pub mod pattern;
 pub mod router;
 pub mod store;
+pub mod thrift;
 pub mod validate;
 
 pub use error::{parse_json, ConfigError};
@@ -24,6 +25,10 @@ pub use model::{
     StoreKind, Upstream, MODULE_KINDS,
 };
 pub use router::{RouteMatch, Router, MAX_PARAMS};
+pub use thrift::{
+    ArgSource, Service, ServiceFile, ThriftProtocol, ThriftTransport, ThriftUpstream,
+    UnknownFields, UpstreamProtocol,
+};
 
 use std::path::Path;
 
@@ -44,10 +49,40 @@ pub fn load(path: impl AsRef<Path>) -> Result<Config, Vec<ConfigError>> {
             format!("cannot read: {e}"),
         )]
     })?;
-    let config = Config::from_toml_str(&text)?;
+    let mut config = Config::from_toml_str(&text)?;
+    read_service_paths(&mut config, path.parent().unwrap_or(Path::new(".")))?;
     let errors = config.validate();
     if errors.is_empty() {
         Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads the `path` of every `[[services]]` file (relative to `base`, the config file's
+/// directory) into its `text`, so the config holds the IDL itself from here on (the admin
+/// API shows and stores text, never a path on this machine).
+fn read_service_paths(config: &mut Config, base: &Path) -> Result<(), Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    for (i, s) in config.services.iter_mut().enumerate() {
+        for (j, f) in s.files.iter_mut().enumerate() {
+            let (None, Some(p)) = (&f.text, &f.path) else {
+                continue;
+            };
+            match std::fs::read_to_string(base.join(p)) {
+                Ok(text) => {
+                    f.text = Some(text);
+                    f.path = None;
+                }
+                Err(e) => errors.push(ConfigError::new(
+                    format!("services[{i}].files[{j}].path"),
+                    format!("cannot read {p:?}: {e}"),
+                )),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
     } else {
         Err(errors)
     }

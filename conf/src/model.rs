@@ -5,7 +5,12 @@
 //! (addresses as strings, hosts as typed): [`crate::validate`] checks them and the helpers here
 //! give parsed forms to the layers that run the config.
 
+use crate::thrift::{
+    Service, ThriftProtocol, ThriftTransport, ThriftUpstream, UnknownFields, UpstreamProtocol,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PENDING,
+};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -18,13 +23,15 @@ pub struct Config {
     pub admin: Admin,
     pub store: Store,
     pub upstreams: Vec<Upstream>,
+    /// Thrift IDL sets (`[[services]]`) that routes to Thrift upstreams use.
+    pub services: Vec<Service>,
     /// Configured module instances (`[[modules]]`); see docs/modules/README.md.
     pub modules: Vec<ModuleSpec>,
     /// Callers known to the auth modules, with their credentials (`[[consumers]]`).
     pub consumers: Vec<ConsumerSpec>,
     pub routes: Vec<Route>,
-    // Future resource arrays (services, certificates) are added here by the lead, each a
-    // `Vec<_>` with `#[serde(default)]`, validated in `validate.rs`.
+    // Future resource arrays (certificates) are added here by the lead, each a `Vec<_>` with
+    // `#[serde(default)]`, validated in `validate.rs`.
 }
 
 /// `[server]`: the process and its data-plane listeners.
@@ -193,6 +200,43 @@ pub struct Upstream {
     /// How long an idle upstream connection is kept before it is closed.
     #[serde(default = "default_upstream_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
+    /// `"http"` (default) or `"thrift"`. The fields below are for Thrift upstreams only
+    /// (see [`Upstream::thrift`] for their defaults).
+    #[serde(default, skip_serializing_if = "UpstreamProtocol::is_http")]
+    pub protocol: UpstreamProtocol,
+    /// `"binary"` or `"compact"`; unset = the service's default, else binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thrift_protocol: Option<ThriftProtocol>,
+    /// `"framed"` or `"buffered"`; unset = the service's default, else framed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<ThriftTransport>,
+    /// Calls in flight at once on one connection (1 for servers that answer one call at a
+    /// time, which Apache's servers do per connection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<usize>,
+    /// Connections per node per worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// Calls per node per worker that may wait for room on a connection; more are 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending: Option<usize>,
+    /// Largest Thrift message sent or accepted (frame or unframed message), in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message_bytes: Option<usize>,
+}
+
+impl Upstream {
+    /// The Thrift settings with defaults filled in (meaningful for `protocol = "thrift"`).
+    pub fn thrift(&self) -> ThriftUpstream {
+        ThriftUpstream {
+            protocol: self.thrift_protocol,
+            transport: self.transport,
+            max_in_flight: self.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+            max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_pending: self.max_pending.unwrap_or(DEFAULT_MAX_PENDING),
+            max_message_bytes: self.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+        }
+    }
 }
 
 impl Default for Upstream {
@@ -206,6 +250,13 @@ impl Default for Upstream {
             read_timeout_ms: default_read_timeout_ms(),
             max_idle: default_max_idle(),
             idle_timeout_ms: default_upstream_idle_timeout_ms(),
+            protocol: UpstreamProtocol::Http,
+            thrift_protocol: None,
+            transport: None,
+            max_in_flight: None,
+            max_connections: None,
+            max_pending: None,
+            max_message_bytes: None,
         }
     }
 }
@@ -270,6 +321,36 @@ pub struct Route {
     /// Ids of the (non-global) modules this route uses, in the order they run within a phase.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub modules: Vec<String>,
+    /// Thrift routes (upstream with `protocol = "thrift"`): id of the `[[services]]` entry
+    /// whose IDL describes the call. Every field from here on is for Thrift routes only;
+    /// docs/thrift.md has the mapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The method called: `"method"` (unique among the IDL's services) or
+    /// `"Service.method"` (`Service` may be qualified, `file.Service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// For servers behind a TMultiplexedProcessor: the name sent as `NAME:method`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiplexed_name: Option<String>,
+    /// Arguments taken from the request besides the JSON body: argument name ->
+    /// `"path.NAME"`, `"query.NAME"` or `"header.NAME"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub args: BTreeMap<String, String>,
+    /// The whole JSON body is this one argument (default: the body is an object of
+    /// arguments by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_arg: Option<String>,
+    /// Declared exception type (plain or `file.Type`) -> HTTP status; unlisted ones are 500.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exceptions: BTreeMap<String, u16>,
+    /// Write i64 values as JSON strings (default true: numbers above 2^53 lose precision
+    /// in JavaScript).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub i64_as_string: Option<bool>,
+    /// `"reject"` (default: 400 naming the member) or `"ignore"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_fields: Option<UnknownFields>,
 }
 
 impl Default for Route {
@@ -285,6 +366,14 @@ impl Default for Route {
             max_body_bytes: None,
             strip_prefix: false,
             modules: Vec::new(),
+            service: None,
+            method: None,
+            multiplexed_name: None,
+            args: BTreeMap::new(),
+            body_arg: None,
+            exceptions: BTreeMap::new(),
+            i64_as_string: None,
+            unknown_fields: None,
         }
     }
 }
@@ -293,6 +382,18 @@ impl Route {
     /// The body limit for this route, given the global default.
     pub fn body_limit(&self, limits: &Limits) -> u64 {
         self.max_body_bytes.unwrap_or(limits.max_body_bytes)
+    }
+
+    /// Whether any Thrift-only field is set (an error on a route to an HTTP upstream).
+    pub fn has_thrift_fields(&self) -> bool {
+        self.service.is_some()
+            || self.method.is_some()
+            || self.multiplexed_name.is_some()
+            || !self.args.is_empty()
+            || self.body_arg.is_some()
+            || !self.exceptions.is_empty()
+            || self.i64_as_string.is_some()
+            || self.unknown_fields.is_some()
     }
 }
 

@@ -50,6 +50,11 @@ pub const REFS: &[Ref] = &[
         field: "modules",
         to: "modules",
     },
+    Ref {
+        from: "routes",
+        field: "service",
+        to: "services",
+    },
 ];
 
 /// The resource arrays of a config, by kind: `{"routes": [{...}], "upstreams": [...]}`.

@@ -6,6 +6,7 @@
 
 mod modules;
 mod routes;
+mod thrift;
 
 use crate::error::ConfigError;
 use crate::model::{Admin, Config, Limits, Server, Store, StoreKind, Upstream};
@@ -90,7 +91,12 @@ impl Config {
         check_admin(&mut e, &self.admin, &listen);
         check_store(&mut e, &self.store);
         check_upstreams(&mut e, &self.upstreams);
+        let service_ids = thrift::check_services(&mut e, &self.services);
         routes::check_routes(&mut e, &self.routes, &self.upstreams);
+        for (i, r) in self.routes.iter().enumerate() {
+            let upstream = self.upstreams.iter().find(|u| u.id == r.upstream);
+            thrift::check_route(&mut e, &format!("routes[{i}]"), r, upstream, &service_ids);
+        }
         let module_ids = modules::check_modules(&mut e, &self.modules);
         modules::check_consumers(&mut e, &self.consumers);
         modules::check_route_modules(&mut e, &self.routes, &module_ids);
@@ -259,6 +265,7 @@ fn check_upstreams(e: &mut Errors, upstreams: &[Upstream]) {
         e.timeout(&format!("{p}.read_timeout_ms"), u.read_timeout_ms);
         e.range(&format!("{p}.max_idle"), u.max_idle, 0, 10_000);
         e.timeout(&format!("{p}.idle_timeout_ms"), u.idle_timeout_ms);
+        thrift::check_upstream(e, &p, u);
     }
 }
 
