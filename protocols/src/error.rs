@@ -224,26 +224,10 @@ pub struct Answer<'a> {
 /// Writes a complete HTTP/1.1 error response with the JSON body of CONTRACT.md:
 /// `{"error": {"code": "...", "message": "...", "request_id": "..."}}`.
 pub fn write_error(out: &mut BytesMut, kind: ErrorKind, a: &Answer) {
-    // The body follows the head, so its length is not known when Content-Length is written:
-    // six columns are reserved and patched afterwards rather than building the body apart.
-    let status = kind.status();
-    out.put_slice(b"HTTP/1.1 ");
-    put_u64(out, status as u64);
-    out.put_u8(b' ');
-    out.put_slice(reason(status).as_bytes());
-    out.put_slice(b"\r\nContent-Type: application/json\r\nX-Request-Id: ");
-    out.put_slice(a.request_id);
-    if let Some(s) = a.retry_after {
-        out.put_slice(b"\r\nRetry-After: ");
-        put_u64(out, s);
-    }
-    if a.close {
-        out.put_slice(b"\r\nConnection: close");
-    }
-    out.put_slice(b"\r\nContent-Length: ");
-    let len_at = out.len();
-    out.put_slice(b"      \r\n\r\n");
-    let body_start = out.len();
+    // The body is written first so its length is known, then the head is appended and both
+    // are rotated into place: a few hundred bytes moved, no allocation, an exact
+    // Content-Length.
+    let start = out.len();
     out.put_slice(b"{\"error\":{\"code\":\"");
     out.put_slice(kind.code().as_bytes());
     out.put_slice(b"\",\"message\":\"");
@@ -261,14 +245,28 @@ pub fn write_error(out: &mut BytesMut, kind: ErrorKind, a: &Answer) {
     out.put_slice(b",\"request_id\":\"");
     put_json_str(out, a.request_id);
     out.put_slice(b"\"}}\n");
-    let body_len = out.len() - body_start;
-    // Patch the length into the six reserved columns (bodies are far below 1 MB), padding
-    // with spaces after the digits, which HTTP allows as trailing whitespace (OWS).
-    let mut tmp = [0u8; 20];
-    let digits = fmt_u64(body_len.min(999_999) as u64, &mut tmp);
-    out[len_at..len_at + digits.len()].copy_from_slice(digits);
+    let body_len = out.len() - start;
+    let status = kind.status();
+    out.put_slice(b"HTTP/1.1 ");
+    put_u64(out, status as u64);
+    out.put_u8(b' ');
+    out.put_slice(reason(status).as_bytes());
+    out.put_slice(b"\r\nContent-Type: application/json\r\nX-Request-Id: ");
+    out.put_slice(a.request_id);
+    if let Some(s) = a.retry_after {
+        out.put_slice(b"\r\nRetry-After: ");
+        put_u64(out, s);
+    }
+    if a.close {
+        out.put_slice(b"\r\nConnection: close");
+    }
+    out.put_slice(b"\r\nContent-Length: ");
+    put_u64(out, body_len as u64);
+    out.put_slice(b"\r\n\r\n");
+    let head_len = out.len() - start - body_len;
+    out[start..].rotate_right(head_len);
     if a.head_only {
-        out.truncate(body_start);
+        out.truncate(start + head_len);
     }
 }
 
@@ -290,6 +288,10 @@ mod tests {
         assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"));
         assert!(head.contains("Connection: close"));
         assert!(head.contains("X-Request-Id: abc"));
+        assert!(
+            !head.contains(" \r\n") && !head.ends_with(' '),
+            "no padding: {head:?}"
+        );
         let cl: usize = head
             .lines()
             .find_map(|l| l.strip_prefix("Content-Length: "))

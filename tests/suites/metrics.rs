@@ -25,6 +25,22 @@ fn scrape(gw: &Gateway) -> HashMap<String, f64> {
         .collect()
 }
 
+/// Scrapes until `ready` holds (bounded): a worker counts a request just after its last
+/// byte is written, so a scrape sent the moment the client has its answer can come first.
+fn scrape_when(
+    gw: &Gateway,
+    ready: impl Fn(&HashMap<String, f64>) -> bool,
+) -> HashMap<String, f64> {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let m = scrape(gw);
+        if ready(&m) || std::time::Instant::now() > end {
+            return m;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn counters_match_the_requests_sent() {
     let up = Backend::start(|req| {
@@ -53,7 +69,9 @@ fn counters_match_the_requests_sent() {
     for _ in 0..3 {
         assert_eq!(get(gw.addr, "h", "/elsewhere").status, 404);
     }
-    let m = scrape(&gw);
+    let m = scrape_when(&gw, |m| {
+        m.get(r#"gatehouse_request_duration_seconds_count{route="shop"}"#) == Some(&35.0)
+    });
     let v = |k: &str| m.get(k).copied().unwrap_or_else(|| panic!("no series {k}"));
     assert_eq!(
         v(r#"gatehouse_requests_total{route="shop",upstream="up",class="2xx"}"#),
@@ -107,7 +125,9 @@ fn route_counters_survive_a_config_change_and_labels_follow_the_config() {
     assert_eq!(c.read_response().unwrap().status, 201);
     assert_eq!(get(gw.addr, "h", "/b/1").status, 200);
     assert_eq!(get(gw.addr, "h", "/a/2").status, 200);
-    let m = scrape(&gw);
+    let m = scrape_when(&gw, |m| {
+        m.get(r#"gatehouse_requests_total{route="a",upstream="up",class="2xx"}"#) == Some(&5.0)
+    });
     assert_eq!(
         m[r#"gatehouse_requests_total{route="a",upstream="up",class="2xx"}"#],
         5.0
