@@ -11,6 +11,7 @@
 //! I/O here is reading the file in [`load`] and the store's files; snapshots and publication
 //! live in the layers that own threads and sockets.
 
+pub mod access_log;
 pub mod error;
 pub mod model;
 pub mod pattern;

@@ -22,6 +22,8 @@ pub struct Config {
     pub limits: Limits,
     pub admin: Admin,
     pub store: Store,
+    /// `[log]`: the access log (from the file only, like `[server]`).
+    pub log: crate::access_log::Log,
     pub upstreams: Vec<Upstream>,
     /// Thrift IDL sets (`[[services]]`) that routes to Thrift upstreams use.
     pub services: Vec<Service>,

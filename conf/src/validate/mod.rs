@@ -90,6 +90,7 @@ impl Config {
         check_limits(&mut e, &self.limits);
         check_admin(&mut e, &self.admin, &listen);
         check_store(&mut e, &self.store);
+        crate::access_log::check(&mut e, &self.log);
         check_upstreams(&mut e, &self.upstreams);
         let service_ids = thrift::check_services(&mut e, &self.services);
         routes::check_routes(&mut e, &self.routes, &self.upstreams);
