@@ -263,17 +263,30 @@ def summary_calls(runs, meta):
             "paired_added_p50_ms_vs_service_measured": paired(
                 runs, c, "direct-auth", "p50_ms", lambda a, b: a - b) if "direct-auth" in cases else None,
         }
+    # The calls' own share: what is left after the wait and the hops (hop costs measured by
+    # the same proxy's paced plain case, at the same request rate).
+    for c, a in added.items():
+        proxy = c.split("-")[0]
+        paced_p50 = meds.get(f"{proxy}-paced", {}).get("p50_ms")
+        a["paced_plain_p50_ms"] = paced_p50
+        a["calls_own_share_ms"] = (a["added_p50_ms_vs_service_measured"] - paced_p50
+                                   if None not in (a["added_p50_ms_vs_service_measured"], paced_p50)
+                                   else None)
     out = {"scenarios": {"calls": {"median": meds, "added": added}},
            "d_slowest_ms": d_slow, "service_p50_ms": svc}
     print(f"\nAdded p50 = p50(through the proxy) - D_slowest (D = {d_slow:g} ms nominal; the "
           f"slowest service measured directly: p50 {fmt(svc, '.3f')} ms)")
-    print("{:<20} {:>9} {:>14} {:>17} {:>16}".format(
-        "case", "p50 ms", "- D nominal", "- service p50", "paired (round)"))
+    print("{:<20} {:>9} {:>12} {:>14} {:>15} {:>13} {:>14}".format(
+        "case", "p50 ms", "- D nominal", "- service p50", "paired (round)", "paced plain",
+        "calls' share"))
     for c, a in added.items():
-        print("{:<20} {:>9} {:>14} {:>17} {:>16}".format(
+        print("{:<20} {:>9} {:>12} {:>14} {:>15} {:>13} {:>14}".format(
             c, fmt(a["p50_ms"], ".3f"), fmt(a["added_p50_ms_vs_nominal_delay"], ".3f"),
             fmt(a["added_p50_ms_vs_service_measured"], ".3f"),
-            fmt(a["paired_added_p50_ms_vs_service_measured"], ".3f")))
+            fmt(a["paired_added_p50_ms_vs_service_measured"], ".3f"),
+            fmt(a["paced_plain_p50_ms"], ".3f"), fmt(a["calls_own_share_ms"], ".3f")))
+    print("(calls' share = p50 - service p50 - the same proxy's paced plain p50: what the call\n"
+          " machinery costs beyond the wait and the network hops, at the same request rate)")
     if "gatehouse-2calls" in meds and "gatehouse-1call" in meds:
         two, one = meds["gatehouse-2calls"]["p50_ms"], meds["gatehouse-1call"]["p50_ms"]
         diff = two - one if None not in (two, one) else None

@@ -10,13 +10,20 @@
 #   direct-auth[/risk]   wrk straight to a check service: its real delay, overshoot included
 #   nginx-plain          nginx proxying (no call): the same-run reference of a bare proxy hop
 #   gatehouse-plain      Gatehouse proxying with no module
+#   nginx-paced,         the plain route again, but each connection waits D_slowest between
+#   gatehouse-paced      requests (wrk Lua delay): the same request rate as with calls, so the
+#                        proxies sleep between requests as they do while a call is out. On a
+#                        shared VM a wake-up after such a sleep costs far more than one under
+#                        load; this case measures the hops alone, at that cost
 #   nginx-1call          nginx with auth_request to the auth service (one call; nginx cannot
 #                        make two such calls concurrently, so it has no 2-call case)
 #   gatehouse-1call      auth_service only
 #   gatehouse-2calls     auth_service + risk
 #
 # Headline: added p50 = p50(gateway with calls) - D_slowest, with D_slowest both as configured
-# and as measured directly; and p50(2 calls) - p50(1 call), about 0 when the calls overlap.
+# and as measured directly; the calls' own share, p50(calls) - p50(direct) - p50(paced plain)
+# (hop counts: calls 6 + the wait, direct 2 + the wait, paced plain 4); and p50(2 calls) -
+# p50(1 call), about 0 when the calls overlap.
 
 # The services' delays in µs (one value: both services use it).
 call_delay() { local d; IFS=, read -ra d <<<"$CALL_DELAYS_US"; echo "${d[$1]:-${d[0]}}"; }
@@ -113,30 +120,37 @@ calls_case() {
     direct-auth) C_SLOT=auth C_HOST=svc C_PATH=/check ;;
     direct-risk) C_SLOT=risk C_HOST=svc C_PATH=/score ;;
     *-plain) C_SLOT=${1%-plain} C_HOST=plain.test ;;
+    *-paced) C_SLOT=${1%-paced} C_HOST=plain.test ;;
     *-1call) C_SLOT=${1%-1call} C_HOST=calls1.test ;;
     *-2calls) C_SLOT=${1%-2calls} C_HOST=calls2.test ;;
   esac
 }
 
 run_calls_mode() {
-  local cases=(direct-auth) c p r k n want
+  local cases=(direct-auth) c p r k n want pace slow
+  # The paced cases wait as long as the slowest service (whole ms: wrk's delay unit; >= 1).
+  slow=$(call_delay 0); [ "$(call_delay 1)" -gt "$slow" ] && slow=$(call_delay 1)
+  pace=$(((slow + 500) / 1000)); [ "$pace" -ge 1 ] || pace=1
   [ "$(call_delay 0)" != "$(call_delay 1)" ] && cases+=(direct-risk)
   for p in "${PROXY_LIST[@]}"; do
     case $p in
-      nginx) cases+=(nginx-plain nginx-1call) ;;
-      gatehouse) cases+=(gatehouse-plain gatehouse-1call gatehouse-2calls) ;;
+      nginx) cases+=(nginx-plain nginx-paced nginx-1call) ;;
+      gatehouse) cases+=(gatehouse-plain gatehouse-paced gatehouse-1call gatehouse-2calls) ;;
       *) say "calls mode: $p has no calls case, skipped" ;;
     esac
   done
   # One wrk script per case: the Host that picks the route, exact percentiles at the end.
   for c in "${cases[@]}"; do
     calls_case "$c"
-    "${MODPY[@]}" wrk-lua "$WORK/$c.lua" --header "Host: $C_HOST" --header "Authorization: Bearer perf"
+    local lua_args=(--header "Host: $C_HOST" --header "Authorization: Bearer perf")
+    [[ $c == *-paced ]] && lua_args+=(--pace-ms "$pace")
+    "${MODPY[@]}" wrk-lua "$WORK/$c.lua" "${lua_args[@]}"
     want=100; [[ $c == direct-* ]] && want=0
     "${MODPY[@]}" check "http://127.0.0.1:${PORT[$C_SLOT]}$C_PATH" 200 "$want" --header "Host: $C_HOST" ||
       die "calls mode: case $c does not answer 200 with $want bytes"
   done
-  say "calls mode: cases ${cases[*]}; wrk -c$CALL_CONNS; services answer after $CALL_DELAYS_US µs"
+  say "calls mode: cases ${cases[*]}; wrk -c$CALL_CONNS; services answer after $CALL_DELAYS_US µs; paced cases wait $pace ms"
+  meta+=("pace_ms=$pace")
   "${MODPY[@]}" row-header
   export WRK_CONNS=$CALL_CONNS
   if [ "$WARMUP" -gt 0 ]; then
