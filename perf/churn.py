@@ -16,14 +16,20 @@ While wrk loads the gateway, this process:
     yet, so the "release" change of the plan is not in the cycle.
 With --changes off only the probe runs, so the baseline run carries the same probe traffic.
 
+A sampler thread sends a request every --sample-ms on a second connection and records each
+latency, split into the 100 ms after each change (or, without changes, after each moment a
+change would have been made) and the rest: a stall that changes cause shows up in the first
+group only, the machine's noise in both.
+
 It prints `ready` once the probe connection answered and the extra module exists, runs until
 its standard input closes (the harness closes it when wrk ends) or --max-s passes, sends one
 last probe request, and writes a JSON result to --out.
 
 Usage: churn.py --admin H:P --proxy H:P --upstream H:P --changes on|off --out FILE
-                [--interval-ms 250] [--probe-s 1] [--max-s 600]
+                [--interval-ms 250] [--probe-s 1] [--max-s 600] [--sample-ms 20]
 """
 
+import bisect
 import http.client
 import json
 import os
@@ -31,6 +37,7 @@ import select
 import socket
 import statistics
 import sys
+import threading
 import time
 
 
@@ -45,20 +52,23 @@ class Probe:
         self.closed = False
 
     def request(self):
+        """Sends one GET and reads the answer; returns its latency in ms (None if it failed)."""
         if self.closed:
-            return
+            return None
         self.sent += 1
+        t0 = time.monotonic()
         try:
             self.sock.sendall(b"GET /100 HTTP/1.1\r\nHost: probe\r\nUser-Agent: churn-probe\r\n\r\n")
             status = self._read_answer()
         except OSError as e:
             self.closed = True
             self.errors.append(f"request {self.sent}: {e}")
-            return
+            return None
         if status == 200:
             self.ok += 1
         else:
             self.errors.append(f"request {self.sent}: status {status}")
+        return (time.monotonic() - t0) * 1e3
 
     def _read_answer(self):
         buf = b""
@@ -129,13 +139,60 @@ def change(admin, step, cycle, upstream):
     return ("DELETE route",) + r
 
 
+class Sampler(threading.Thread):
+    """A second connection sending a request every `every` s from its own thread (the admin
+    calls block the main loop), recording (start time, latency): so latency right after each
+    change can be set against the rest of the run, i.e. a stall caused by changes is told
+    apart from the machine's noise."""
+
+    def __init__(self, host, port, every):
+        super().__init__(daemon=True)
+        self.probe = Probe(host, port)
+        self.every = every
+        self.samples = []
+        self.stop = threading.Event()
+
+    def run(self):
+        nxt = time.monotonic()
+        while not self.stop.is_set() and not self.probe.closed:
+            t = time.monotonic()
+            ms = self.probe.request()
+            if ms is not None:
+                self.samples.append((t, ms))
+            nxt += self.every
+            self.stop.wait(max(0.0, nxt - time.monotonic()))
+
+
+def pct(vals, q):
+    """The q-quantile (0..1) by nearest rank, or None."""
+    if not vals:
+        return None
+    vals = sorted(vals)
+    return vals[min(len(vals) - 1, int(q * len(vals)))]
+
+
+def split_samples(samples, marks, window):
+    """Latency of samples that started within `window` s after one of `marks` (the changes'
+    start times, or the schedule's when no change is made), against the others."""
+    near, far = [], []
+    marks = sorted(marks)
+    for t, ms in samples:
+        i = bisect.bisect_right(marks, t)
+        (near if i and t - marks[i - 1] < window else far).append(ms)
+    out = {}
+    for name, vals in (("after_change", near), ("between_changes", far)):
+        out[name] = {"samples": len(vals), "p50_ms": pct(vals, 0.5), "p99_ms": pct(vals, 0.99),
+                     "max_ms": max(vals) if vals else None}
+    return out
+
+
 def hostport(text):
     host, _, port = text.rpartition(":")
     return host, int(port)
 
 
 def main(argv):
-    opts = {"--interval-ms": "250", "--probe-s": "1", "--max-s": "600"}
+    opts = {"--interval-ms": "250", "--probe-s": "1", "--max-s": "600", "--sample-ms": "20"}
     it = iter(argv)
     for a in it:
         if not a.startswith("--"):
@@ -162,10 +219,12 @@ def main(argv):
     probe.request()
     if probe.ok != 1:
         raise SystemExit(f"churn.py: the probe's first request failed: {probe.errors}")
+    sampler = Sampler(*hostport(opts["--proxy"]), float(opts["--sample-ms"]) / 1e3)
     print("ready", flush=True)
 
     log = []
     start = time.monotonic()
+    sampler.start()
     next_change = start + interval
     next_probe = start + probe_every
     n = 0
@@ -174,7 +233,7 @@ def main(argv):
         now = time.monotonic()
         if changes_on and now >= next_change:
             label, status, ms, version, text = change(admin, n % 4, n // 4, opts["--upstream"])
-            log.append({"t_s": round(now - start, 3), "change": label, "status": status,
+            log.append({"t_s": now - start, "change": label, "status": status,
                         "ms": round(ms, 2), "version": version,
                         **({"body": text} if not 200 <= status < 300 else {})})
             n += 1
@@ -187,7 +246,13 @@ def main(argv):
         ready, _, _ = select.select([sys.stdin], [], [], max(0.0, wait))
         if ready and not os.read(sys.stdin.fileno(), 4096):
             stdin_open = False
+    sampler.stop.set()
+    sampler.join(timeout=10)
     probe.request()  # the last one, after the load ended: is the very same connection alive?
+    if changes_on:
+        marks = [start + e["t_s"] for e in log]
+    else:
+        marks = [start + k * interval for k in range(1, int((time.monotonic() - start) / interval) + 1)]
     versions = [int(e["version"]) for e in log if e.get("version")]
     ms = [e["ms"] for e in log]
     result = {
@@ -206,6 +271,10 @@ def main(argv):
         "probe_ok": probe.ok,
         "probe_conn_open_at_end": not probe.closed and probe.ok == probe.sent,
         "probe_errors": probe.errors[:20],
+        # 'after_change' = samples that started in the 100 ms after a change was sent.
+        "sampler_every_ms": float(opts["--sample-ms"]),
+        "sampler": split_samples(sampler.samples, marks, 0.1),
+        "sampler_errors": sampler.probe.errors[:5],
     }
     with open(opts["--out"], "w") as f:
         json.dump(result, f, indent=1)

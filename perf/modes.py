@@ -345,6 +345,22 @@ def summary_reconfig(runs, meta):
               f"{fmt(verdict['change_answer_ms_max'], '.1f')} ms); keep-alive probe "
               f"{verdict['probe_answers_ok']}/{verdict['probe_requests']} answered 200, "
               f"{'still open on the same connection' if verdict['keepalive_probe_open_at_end'] else 'CONNECTION LOST'}")
+    if any(r["churn"].get("sampler") for r in runs):
+        print(f"\nSampler: one request every {runs[0]['churn'].get('sampler_every_ms', '?'):g} ms on its "
+              "own connection (python client, so ~0.1 ms of its own), split into those sent in the\n"
+              "100 ms after a change (without changes: after the moments a change would have been "
+              "made) and the rest")
+        print("{:<14} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}".format(
+            "run", "round", "n after", "p50", "p99", "max", "n rest", "p99", "max"))
+        for r in runs:
+            sm = r["churn"].get("sampler")
+            if not sm:
+                continue
+            a, b = sm["after_change"], sm["between_changes"]
+            print("{:<14} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}".format(
+                r["case"], r["round"], a["samples"], fmt(a["p50_ms"], ".3f"),
+                fmt(a["p99_ms"], ".3f"), fmt(a["max_ms"], ".2f"), b["samples"],
+                fmt(b["p99_ms"], ".3f"), fmt(b["max_ms"], ".2f")))
     return {"scenarios": {"reconfig": {"median": meds}}, "verdict": verdict}
 
 

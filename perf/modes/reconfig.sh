@@ -6,8 +6,9 @@
 #
 #   1. max: wrk -cCONNS for MAX_S seconds on GET /100 (closed loop, the gateway saturated);
 #   2. pacing: a wrk Lua script makes each connection wait PACE_MS before each request, so
-#      the rate is set by the number of connections, not by the gateway's speed; a 5 s probe
-#      picks the connection count that gives TARGET_PCT% of the max (wrk2 is not in Debian);
+#      the rate is set by the number of connections more than by the gateway's speed; short
+#      probes pick the connection count that gives TARGET_PCT% of the max (wrk2, which paces
+#      exactly, is not in Debian);
 #   3. ROUNDS x (one run without changes, one with an admin change every CHANGE_MS), DURATION
 #      seconds each, in alternating order; churn.py makes the changes and keeps one keep-alive
 #      probe connection (opened before the run, a request every second) that must survive.
@@ -50,25 +51,30 @@ churn_run() {
 }
 
 run_reconfig_mode() {
-  local n0 r0 n r first second
+  local r0 n r i probes first second
   [ "$WARMUP" -gt 0 ] && run_wrk "$WORK/warm.txt" "$WARMUP" gatehouse /100
   timed_wrk "$WORK/max.txt" "$MAX_S" gatehouse /100
   MAX_RPS=$(wrk_rps "$WORK/max.txt")
   TARGET_RPS=$((MAX_RPS * TARGET_PCT / 100))
   "${MODPY[@]}" wrk-lua "$WORK/paced.lua" --pace-ms "$PACE_MS"
-  # A paced connection makes at most 1000 / (PACE_MS + latency) requests per second; start
-  # from 80% of that bound and correct once by what the probe achieved.
-  n0=$(((TARGET_RPS * PACE_MS + 799) / 800))
-  [ "$n0" -ge 1 ] || n0=1
-  export WRK_CONNS=$n0
-  run_wrk "$WORK/probe.txt" 5 gatehouse /100 "$WORK/paced.lua"
-  r0=$(wrk_rps "$WORK/probe.txt")
-  n=$(((n0 * TARGET_RPS + r0 / 2) / (r0 > 0 ? r0 : 1)))
-  if [ "$n" -lt 1 ]; then n=1; elif [ "$n" -gt 2000 ]; then n=2000; fi
-  export WRK_CONNS=$n
-  say "reconfig: max $MAX_RPS req/s; target $TARGET_RPS ($TARGET_PCT%); probe -c$n0 gave $r0 req/s; using -c$n, $PACE_MS ms pacing"
+  # A paced connection makes at most 1000 / (PACE_MS + latency) requests per second, and
+  # fewer as the load raises latency: start from half that bound, then up to 4 probes of 4 s
+  # each scale the connection count by target / achieved, stopping within 5% of the target.
+  n=$(((TARGET_RPS * PACE_MS + 499) / 500))
+  probes=""
+  for i in 1 2 3 4; do
+    if [ "$n" -lt 1 ]; then n=1; elif [ "$n" -gt 2000 ]; then n=2000; fi
+    export WRK_CONNS=$n
+    run_wrk "$WORK/probe.txt" 4 gatehouse /100 "$WORK/paced.lua"
+    r0=$(wrk_rps "$WORK/probe.txt")
+    probes+="-c$n:$r0 "
+    [ $((r0 * 100)) -ge $((TARGET_RPS * 95)) ] && [ $((r0 * 100)) -le $((TARGET_RPS * 105)) ] && break
+    [ "$i" = 4 ] && break
+    n=$(((n * TARGET_RPS + r0 / 2) / (r0 > 0 ? r0 : 1)))
+  done
+  say "reconfig: max $MAX_RPS req/s; target $TARGET_RPS ($TARGET_PCT%); probes (conns:req/s) ${probes% }; using -c$n, $PACE_MS ms pacing"
   meta+=("max_rps=$MAX_RPS" "target_rps=$TARGET_RPS" "paced_conns=$n" "pace_ms=$PACE_MS" "max_s=$MAX_S"
-    "probe_conns=$n0" "probe_rps=$r0")
+    "probes=${probes% }")
   "${MODPY[@]}" row-header
   for ((r = 1; r <= ROUNDS; r++)); do
     # Alternate which run goes first, so drift over the minutes does not favour one.
