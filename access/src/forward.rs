@@ -46,6 +46,9 @@ pub struct RequestRewrite<'a> {
     pub extra: &'a HeaderBuf,
     /// Client fields to drop.
     pub remove: &'a HeaderBuf,
+    /// The body goes upstream rewritten (a body codec): its framing fields are replaced by
+    /// `Content-Length` of this many bytes.
+    pub body_len: Option<usize>,
 }
 
 /// Fields the gateway sets itself; the client's copies are dropped (X-Forwarded-For is
@@ -113,7 +116,12 @@ pub fn write_request_head(out: &mut BytesMut, buf: &[u8], head: &RequestHead, rw
         out.put_slice(b"\r\n");
     }
     for h in head.headers() {
-        if h.hop_by_hop
+        if (rw.body_len.is_some()
+            && matches!(
+                h.kind,
+                HeaderKind::ContentLength | HeaderKind::TransferEncoding
+            ))
+            || h.hop_by_hop
             || replaced_in_request(h.kind)
             || (target_host.is_some() && h.kind == HeaderKind::Host)
         {
@@ -136,7 +144,12 @@ pub fn write_request_head(out: &mut BytesMut, buf: &[u8], head: &RequestHead, rw
         out.put_slice(v);
         out.put_slice(b"\r\n");
     }
-    if head.body == BodyKind::Chunked {
+    if let Some(n) = rw.body_len {
+        out.put_slice(b"Content-Length: ");
+        let mut tmp = [0u8; 20];
+        out.put_slice(fmt_u64(n as u64, &mut tmp));
+        out.put_slice(b"\r\n");
+    } else if head.body == BodyKind::Chunked {
         out.put_slice(b"Transfer-Encoding: chunked\r\n");
     }
     if head.host.is_none() {
@@ -160,12 +173,15 @@ pub enum ClientConn {
     Close,
 }
 
+/// With `sealed`, the framing fields and `Content-Type` are left out, and so is the blank line
+/// that ends the head: the sealing code adds its own and the body.
 pub fn write_response_head(
     out: &mut BytesMut,
     buf: &[u8],
     head: &ResponseHead,
     ctx: &Context,
     conn: ClientConn,
+    sealed: bool,
 ) {
     let request_id = ctx.request_id();
     out.put_slice(b"HTTP/1.1 ");
@@ -189,6 +205,14 @@ pub fn write_response_head(
         if !ctx.response_remove.is_empty() && ctx.response_remove.contains(name) {
             continue;
         }
+        if sealed
+            && matches!(
+                h.kind,
+                HeaderKind::ContentLength | HeaderKind::TransferEncoding | HeaderKind::ContentType
+            )
+        {
+            continue;
+        }
         out.put_slice(name);
         out.put_slice(b": ");
         out.put_slice(h.value.get(buf));
@@ -210,7 +234,9 @@ pub fn write_response_head(
             ClientConn::Close => out.put_slice(b"Connection: close\r\n"),
         }
     }
-    out.put_slice(b"\r\n");
+    if !sealed {
+        out.put_slice(b"\r\n");
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +264,7 @@ X-Forwarded-For: 10.0.0.1\r\nX-Request-Id: bad id\r\nAccept: */*\r\n\r\n";
             upstream_addr: "127.0.0.1:9".parse().unwrap(),
             extra: &HeaderBuf::new(),
             remove: &HeaderBuf::new(),
+            body_len: None,
         };
         write_request_head(&mut out, raw, &head, &rw);
         let text = std::str::from_utf8(&out).unwrap();
@@ -259,7 +286,7 @@ X-Forwarded-Proto: http\r\nX-Request-Id: rid\r\nHost: x\r\nAccept: */*\r\n\r\n"
         let mut out = BytesMut::new();
         let mut ctx = Context::new();
         assert!(ctx.adopt_request_id(b"ours"));
-        write_response_head(&mut out, raw, &head, &ctx, ClientConn::Close);
+        write_response_head(&mut out, raw, &head, &ctx, ClientConn::Close, false);
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Request-Id: ours\r\nConnection: close\r\n\r\n"

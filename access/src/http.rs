@@ -441,6 +441,48 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
     ex.read_timeout_ms = up.read_timeout_ms;
     ex.max_idle = up.max_idle;
     ex.idle_timeout_ms = up.idle_timeout_ms;
+    // A body codec (decrypt) opens the buffered body where it lies; the plaintext goes
+    // upstream right behind the head, with its own Content-Length.
+    let opened = match (ex.ctx.codec.clone(), has_body) {
+        (Some(codec), true) => {
+            let mut app = [0u8; business::codec::MAX_APP_ID];
+            let app_len = ex.ctx.codec_app_len;
+            app[..app_len].copy_from_slice(&ex.ctx.codec_app[..app_len]);
+            let app = std::str::from_utf8(&app[..app_len]).unwrap_or("");
+            let mut empty = [0u8; 0];
+            let r = match head.body {
+                BodyKind::Length(n) => {
+                    let n = n as usize;
+                    match cin.get_mut(head.head_len..head.head_len + n) {
+                        Some(b) => codec
+                            .open(app, b)
+                            .map(|(o, l)| (false, head.head_len + o, l, n)),
+                        None => Err(ErrorKind::Internal),
+                    }
+                }
+                _ => {
+                    let consumed = ex.body_scanned;
+                    let b = ex
+                        .body_buf
+                        .as_deref_mut()
+                        .map_or(&mut empty[..], |b| &mut b[..]);
+                    codec.open(app, b).map(|(o, l)| (true, o, l, consumed))
+                }
+            };
+            match r {
+                Ok(v) => Some(v),
+                Err(kind) => {
+                    let rid = ex.ctx.request_id;
+                    let rid_len = ex.ctx.request_id_len;
+                    recycle(ex, env);
+                    answer(s, env, kind, Some(&rid[..rid_len]), true, head_only, None);
+                    s.phase = Phase::Closing;
+                    return Step::Progress;
+                }
+            }
+        }
+        _ => None,
+    };
     let route = &snap.config.routes[ex.ctx.route.route];
     let path = head.path.get(cin);
     let stripped = if route.strip_prefix && ex.ctx.route.prefix_len > 0 {
@@ -460,10 +502,22 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         upstream_addr: ex.up_addr,
         extra: &ex.ctx.upstream_headers,
         remove: &ex.ctx.upstream_remove,
+        body_len: opened.map(|o| o.2),
     };
     write_request_head(uout, cin, head, &rw);
+    let mut consumed = head.head_len;
+    if let Some((in_buf, off, len, raw)) = opened {
+        let src: &[u8] = if in_buf {
+            ex.body_buf.as_deref().map_or(&[], |b| &b[..])
+        } else {
+            &cin[..]
+        };
+        uout.extend_from_slice(src.get(off..off + len).unwrap_or(&[]));
+        consumed += raw;
+    }
     ex.uout_sent = 0;
     ex.req_body = match head.body {
+        _ if opened.is_some() => Body::Done,
         BodyKind::Length(n) if n > 0 => Body::Length(n),
         BodyKind::Chunked => Body::Chunked(ChunkedDecoder::new(MAX_CHUNK_LINE, MAX_TRAILERS)),
         _ => Body::Done,
@@ -477,7 +531,7 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
     ex.resp_started = false;
     ex.resp_head_sent = false;
     ex.retried = false;
-    bytes::Buf::advance(&mut **cin, head.head_len);
+    bytes::Buf::advance(&mut **cin, consumed);
     ex.snap = Some(snap);
     s.ex = Some(ex);
     s.phase = Phase::Proxy;

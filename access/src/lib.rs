@@ -11,6 +11,7 @@ pub mod http;
 pub mod io;
 pub mod listener;
 pub mod proxy;
+pub mod seal;
 pub mod server;
 pub mod session;
 pub mod stats;

@@ -316,6 +316,9 @@ fn upstream_eof(s: &mut Session, env: &mut Env) -> Step {
             if let Some(key) = ex.up.take() {
                 env.pool.discard(env.registry, key);
             }
+            if ex.sealing && crate::seal::finish(s, env).is_err() {
+                return upstream_broken(s, env);
+            }
             Step::Progress
         }
         _ if !ex.resp_started => upstream_failed(s, env, ErrorKind::UpstreamFailed("closed")),
@@ -347,6 +350,12 @@ fn relay_response(s: &mut Session, env: &mut Env) -> Step {
         };
         match ex.resp {
             RespPhase::Done => return step(progress),
+            RespPhase::Body if ex.sealing => {
+                return match crate::seal::collect(s, env) {
+                    Ok(st) => step(progress || st == Step::Progress),
+                    Err(_) => upstream_broken(s, env),
+                };
+            }
             RespPhase::Body => {
                 let before = ex.fwd_resp;
                 let mut counted = 0;
@@ -379,7 +388,7 @@ fn relay_response(s: &mut Session, env: &mut Env) -> Step {
                         // field was dropped, so a 101 is an upstream out of step.
                         return upstream_broken(s, env);
                     }
-                    write_response_head(cout, uin, head, &ex.ctx, ClientConn::KeepAlive);
+                    write_response_head(cout, uin, head, &ex.ctx, ClientConn::KeepAlive, false);
                     bytes::Buf::advance(&mut **uin, head.head_len);
                     progress = true;
                     continue;
@@ -399,9 +408,20 @@ fn relay_response(s: &mut Session, env: &mut Env) -> Step {
                 ex.client_keep_alive = keep;
                 ex.resp_keep_alive = head.keep_alive;
                 ex.ctx.status = head.status;
-                write_response_head(cout, uin, head, &ex.ctx, conn);
+                // A body codec seals the answer: the head waits (without its framing) until
+                // the whole body is in and sealed.
+                let seal = crate::seal::wants_sealing(&ex.ctx, ex.method)
+                    && !matches!(head.body, BodyKind::None | BodyKind::Length(0));
+                if seal {
+                    let sh = ex.seal_head.get_or_insert_with(|| env.bufs.checkout());
+                    sh.clear();
+                    write_response_head(sh, uin, head, &ex.ctx, conn, true);
+                    ex.sealing = true;
+                } else {
+                    write_response_head(cout, uin, head, &ex.ctx, conn, false);
+                }
                 bytes::Buf::advance(&mut **uin, head.head_len);
-                ex.resp_head_sent = true;
+                ex.resp_head_sent = !seal;
                 ex.resp_head_us = env.now_us;
                 ex.resp_body = match head.body {
                     BodyKind::None | BodyKind::Length(0) => Body::Done,

@@ -137,6 +137,11 @@ pub struct Exchange {
     pub started_us: u64,
     pub up_sent_us: u64,
     pub resp_head_us: u64,
+    /// Sealing the answer (a body codec): the rewritten head without its framing fields,
+    /// and the answer's plaintext body, until it is complete.
+    pub sealing: bool,
+    pub seal_head: Option<PooledBuf>,
+    pub seal_body: Option<PooledBuf>,
     /// Side-service calls of this request.
     pub calls: [crate::calls::CallIo; business::calls::MAX_CALLS],
 }
@@ -178,6 +183,9 @@ impl Exchange {
             body_scanned: 0,
             body_dec: ChunkedDecoder::default(),
             body_buf: None,
+            sealing: false,
+            seal_head: None,
+            seal_body: None,
             started_us: 0,
             up_sent_us: 0,
             resp_head_us: 0,
@@ -194,6 +202,9 @@ impl Exchange {
         self.req_body = Body::Done;
         self.resp_body = Body::Done;
         self.body_buf = None;
+        self.sealing = false;
+        self.seal_head = None;
+        self.seal_body = None;
     }
 }
 

@@ -48,6 +48,11 @@ pub struct Context {
     pub consumer: Option<usize>,
     /// The stage the pipeline resumes at (after the body was read).
     pub resume_at: usize,
+    /// A codec a stage asked the access layer to apply to the body (`decrypt`), and the app
+    /// whose key it uses.
+    pub codec: Option<Arc<dyn crate::codec::BodyCodec>>,
+    pub codec_app: [u8; crate::codec::MAX_APP_ID],
+    pub codec_app_len: usize,
     /// Side-service calls a `Flow::Wait` asked for, and what became of each.
     pub calls: Option<Arc<[CallConfig]>>,
     pub call_outcomes: [CallOutcome; MAX_CALLS],
@@ -74,6 +79,9 @@ impl Context {
             response_remove: HeaderBuf::new(),
             consumer: None,
             resume_at: 0,
+            codec: None,
+            codec_app: [0; crate::codec::MAX_APP_ID],
+            codec_app_len: 0,
             calls: None,
             call_outcomes: [CallOutcome::Pending; MAX_CALLS],
         }
@@ -98,6 +106,13 @@ impl Context {
         self.consumer = None;
         self.resume_at = 0;
         self.calls = None;
+        self.codec = None;
+        self.codec_app_len = 0;
+    }
+
+    /// The app a codec stage resolved (empty when none).
+    pub fn codec_app(&self) -> &str {
+        std::str::from_utf8(&self.codec_app[..self.codec_app_len]).unwrap_or("")
     }
 
     pub fn request_id(&self) -> &[u8] {

@@ -6,6 +6,7 @@
 //! answer now, proxy to the chosen upstream node, or (later) wait for outbound calls.
 
 pub mod calls;
+pub mod codec;
 pub mod context;
 pub mod headers;
 pub mod modules;

@@ -83,15 +83,6 @@ fn every_documented_example_loads_and_builds() {
         assert!(!block.trim().is_empty(), "{name}: no toml example");
         let config = as_config(name, &block);
         let result = Snapshot::build(config, 1);
-        if *name == "decrypt" {
-            let errs = result.err().unwrap_or_default();
-            assert!(
-                errs.iter()
-                    .any(|e| e.message.starts_with("decrypt is not available yet")),
-                "{name}: {errs:?}"
-            );
-            continue;
-        }
         if let Err(errs) = result {
             panic!("{name}: the documented example does not build: {errs:#?}");
         }

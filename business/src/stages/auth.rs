@@ -291,3 +291,54 @@ impl Stage for SignCheckStage {
 
 #[cfg(test)]
 mod tests;
+
+/// `decrypt`: resolves the app and hands the body codec to the access layer, which opens the
+/// request body in place and seals the answer (see `crate::codec`).
+pub struct DecryptStage {
+    engine: Arc<crate::modules::crypto_box::decrypt::Decrypt>,
+}
+
+pub(super) fn compile_decrypt(s: &Settings, at: &str) -> Result<Built, Vec<ConfigError>> {
+    let cfg: crate::modules::crypto_box::decrypt::DecryptConfig =
+        read(s, at).map_err(|e| vec![e])?;
+    let engine = crate::modules::crypto_box::decrypt::Decrypt::compile(&cfg)
+        .map_err(|e| under_all(at, e))?;
+    let stage = DecryptStage {
+        engine: Arc::new(engine),
+    };
+    Ok((
+        "decrypt",
+        Phase::Verify,
+        Form::Shared(Arc::new(stage)),
+        Carry::None,
+    ))
+}
+
+impl Stage for DecryptStage {
+    fn kind(&self) -> &'static str {
+        "decrypt"
+    }
+
+    /// The whole encrypted body, up to the module's limit.
+    fn body_bytes(&self) -> usize {
+        self.engine.max_body()
+    }
+
+    fn on_request(
+        &self,
+        ctx: &mut Context,
+        req: &Request,
+        _snap: &Snapshot,
+        _core: &mut CoreState,
+    ) -> Flow {
+        let app = match self.engine.app_key(&View(req)) {
+            Ok(k) => k.app(),
+            Err(e) => return refuse(e),
+        };
+        let n = app.len().min(crate::codec::MAX_APP_ID);
+        ctx.codec_app[..n].copy_from_slice(&app.as_bytes()[..n]);
+        ctx.codec_app_len = n;
+        ctx.codec = Some(self.engine.clone());
+        Flow::Continue
+    }
+}

@@ -98,15 +98,7 @@ pub(crate) fn compile(
         "jwt" => auth::compile_jwt(s, &at, plan)?,
         "hmac_auth" => auth::compile_hmac(s, &at, carry_prev)?,
         "sign_check" => auth::compile_sign_check(s, &at)?,
-        "decrypt" => {
-            // The engine exists (modules::crypto_box::decrypt) but the access layer cannot yet
-            // forward a body the pipeline rewrote; refusing beats sending ciphertext upstream.
-            return Err(vec![ConfigError::new(
-                format!("{at}.kind"),
-                "decrypt is not available yet: the access layer cannot forward a decrypted \
-                 body (see docs/modules/decrypt.md)",
-            )]);
-        }
+        "decrypt" => auth::compile_decrypt(s, &at)?,
         "circuit_breaker" => breaker::compile(s, &at)?,
         "cors" => cors::compile(s, &at)?,
         "headers" => headers::compile(s, &at)?,

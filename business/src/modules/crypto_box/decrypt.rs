@@ -244,6 +244,16 @@ impl Decrypt {
     }
 
     /// Whether responses are to be encrypted.
+    /// The key of a named app.
+    pub fn key(&self, app: &str) -> Option<&AppKey> {
+        self.keys.get(app)
+    }
+
+    /// Largest encrypted request body accepted (wire bytes).
+    pub fn max_body(&self) -> usize {
+        self.max_body
+    }
+
     pub fn encrypt_response(&self) -> bool {
         self.encrypt_response
     }
