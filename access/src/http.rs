@@ -55,6 +55,8 @@ pub struct Env<'a> {
     pub stats: &'a crate::stats::WorkerStats,
     /// Per-route counters of the worker's current config version.
     pub routes: &'a crate::stats::RouteTable,
+    /// The worker's access log queue and per-session staging.
+    pub log: &'a mut crate::access_log::WorkerLog,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +107,7 @@ pub fn drive(s: &mut Session, env: &mut Env) -> Outcome {
 /// Frees what the session holds (used on every close path).
 fn close(s: &mut Session, env: &mut Env) -> Outcome {
     if let Some(mut ex) = s.ex.take() {
+        crate::access_log::aborted(s, env, &ex);
         if let Some(key) = ex.up.take() {
             env.pool.discard(env.registry, key);
         }
@@ -275,6 +278,7 @@ pub(crate) fn answer_field(
         }
     };
     env.stats.answered(kind.code());
+    crate::access_log::answered(s, env, kind, rid, request_id.is_some());
     let cout = s.cout.get_or_insert_with(|| env.bufs.checkout());
     write_error(
         cout,
@@ -346,6 +350,7 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         ex.method = head.method;
         ex.client_minor = head.minor_version;
         ex.client_keep_alive = head.keep_alive && !env.stopping;
+        env.log.begin(env.sid, env.now_us, head, cin);
     }
     let has_body =
         matches!(head.body, BodyKind::Chunked) || matches!(head.body, BodyKind::Length(n) if n > 0);
@@ -369,6 +374,7 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         let close = has_body || !ex.client_keep_alive;
         let cout = s.cout.get_or_insert_with(|| env.bufs.checkout());
         write_reply(cout, status, &ex.ctx, close);
+        crate::access_log::finished(s, env, &ex, status);
         recycle(ex, env);
         if close {
             s.close_after = true;

@@ -2,6 +2,7 @@
 //! run HTTP/1.1 sessions (see `LIFECYCLE.md`), and hand parsed requests to the business
 //! pipeline.
 
+pub mod access_log;
 pub mod admin;
 pub mod body;
 pub mod calls;

@@ -1,6 +1,6 @@
 //! `gatehouse`: the command line of CONTRACT.md (`run`, `check`, `demo`, `--version`).
 
-use access::{admin, demo, server};
+use access::{access_log, admin, demo, server};
 use business::Snapshot;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -116,6 +116,7 @@ fn serve(config: conf::Config, banner: Option<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let log_cfg = snap.config.log.clone();
     let srv = match server::Server::start(snap) {
         Ok(s) => s,
         Err(e) => {
@@ -126,6 +127,16 @@ fn serve(config: conf::Config, banner: Option<String>) -> ExitCode {
     for a in &srv.addrs {
         eprintln!("gatehouse: serving HTTP on {a}");
     }
+    // After the server: the workers registered their queues as they started, and lines
+    // they queue before the logger runs wait for it.
+    let logger = match access_log::Logger::start(&log_cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("gatehouse: cannot start the access log: {e}");
+            srv.stop();
+            return ExitCode::FAILURE;
+        }
+    };
     let publisher = srv.publisher();
     let admin = match boot.start(Box::new(move |s, t| publisher.publish(s, t))) {
         Ok(a) => a,
@@ -143,6 +154,10 @@ fn serve(config: conf::Config, banner: Option<String>) -> ExitCode {
     eprintln!("gatehouse: signal {sig}: draining");
     admin.stop();
     srv.stop();
+    // The workers are gone: the logger writes out what they queued, then ends.
+    if let Some(l) = logger {
+        l.stop();
+    }
     eprintln!("gatehouse: stopped");
     ExitCode::SUCCESS
 }

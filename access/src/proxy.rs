@@ -362,6 +362,7 @@ fn relay_response(s: &mut Session, env: &mut Env) -> Step {
                 if approve(&mut ex.resp_body, &uin[..], &mut ex.fwd_resp, &mut counted).is_err() {
                     return upstream_broken(s, env);
                 }
+                env.log.sent(env.sid, ex.fwd_resp - before);
                 if ex.resp_body.is_done() {
                     ex.resp = RespPhase::Done;
                     // Bytes past the end of the answer: the upstream is out of step.
@@ -468,6 +469,7 @@ fn finish_exchange(s: &mut Session, env: &mut Env) {
             }
         }
     }
+    crate::access_log::finished(s, env, &ex, ex.ctx.status);
     let req_done = ex.req_body.is_done() && ex.fwd_req == 0;
     let uin_clean = ex.uin.as_ref().is_none_or(|u| u.is_empty());
     if let Some(key) = ex.up.take() {

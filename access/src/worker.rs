@@ -63,6 +63,7 @@ pub struct Worker {
     unix_secs: u64,
     stats: Arc<WorkerStats>,
     routes: Arc<RouteTable>,
+    log: crate::access_log::WorkerLog,
 }
 
 fn parse_limits(snap: &Snapshot) -> Limits {
@@ -112,6 +113,7 @@ impl Worker {
         let core = CoreState::for_snapshot(&snap);
         let (stats, routes) = WorkerStats::register(id, &snap);
         let limits = parse_limits(&snap);
+        let log = crate::access_log::WorkerLog::new(id, &snap.config.log);
         Ok(Worker {
             id,
             poll,
@@ -141,6 +143,7 @@ impl Worker {
             unix_secs: 0,
             stats,
             routes,
+            log,
         })
     }
 
@@ -325,6 +328,7 @@ impl Worker {
             now_us: self.clock.now_us(),
             stats: &self.stats,
             routes: &self.routes,
+            log: &mut self.log,
         };
         let outcome = http::drive(s, &mut env);
         self.after(sid, outcome);
@@ -407,6 +411,7 @@ impl Worker {
                 now_us: self.clock.now_us(),
                 stats: &self.stats,
                 routes: &self.routes,
+                log: &mut self.log,
             };
             let outcome = http::on_timeout(s, &mut env);
             self.after(sid, outcome);
