@@ -60,7 +60,7 @@ impl Default for Log {
             syslog: "unix:/dev/log".to_string(),
             facility: "local0".to_string(),
             app_name: "gatehouse".to_string(),
-            queue_size: 4096,
+            queue_size: 2048,
             buffer_bytes: 1_048_576,
             reconnect_ms: 1000,
             flush_timeout_ms: 1000,
