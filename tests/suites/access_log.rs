@@ -477,3 +477,38 @@ fn a_stalled_syslog_receiver_costs_lines_not_requests() {
     eprintln!("access log lines dropped: {dropped}");
     assert!(dropped > 0.0, "dropped lines are counted");
 }
+
+#[test]
+fn failed_and_cut_exchanges_have_lines() {
+    let up = Backend::start(|req| {
+        if req.target.starts_with("/shop/cut") {
+            Reply::Respond(Response::pattern(100_000).fin_after(5000))
+        } else {
+            Reply::Close
+        }
+    });
+    let dir = TempDir::new("alog-fail");
+    let path = dir.0.join("access.log");
+    let gw = Gateway::start(&config(up.addr(), 1, &file_log(&path, "")));
+    assert_eq!(get_with_id(gw.addr, "/shop/closes", "closes"), 502);
+    // The answer's head went out: the client sees a cut body, the log an aborted exchange.
+    let mut c = Conn::open(gw.addr);
+    c.send(b"GET /shop/cut HTTP/1.1\r\nHost: h\r\nX-Request-Id: cut\r\n\r\n")
+        .unwrap();
+    assert!(c.read_response().is_err(), "the body is cut short");
+    assert!(wait_until(Duration::from_secs(5), || lines(&path).len() == 2));
+    let got = by_id(&lines(&path));
+    let v = &got["closes"];
+    assert_eq!(v["source"], "gateway");
+    assert_eq!(v["status"], 502);
+    assert_eq!(v["error"], "upstream_failed");
+    assert_eq!(v["error_detail"], "closed");
+    assert_eq!(v["route"], "shop");
+    assert_eq!(v["upstream_addr"], up.addr().to_string());
+    let v = &got["cut"];
+    assert_eq!(v["source"], "aborted");
+    assert_eq!(v["status"], 200, "the status the client got");
+    assert_eq!(v["route"], "shop");
+    let out = v["bytes_out"].as_u64().unwrap();
+    assert!(out > 0 && out <= 5000, "{v}");
+}
