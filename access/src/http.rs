@@ -55,6 +55,7 @@ pub struct Env<'a> {
     pub stats: &'a crate::stats::WorkerStats,
     /// Per-route counters of the worker's current config version.
     pub routes: &'a crate::stats::RouteTable,
+    pub thrift: &'a mut crate::thrift::ThriftCore,
     /// The worker's access log queue and per-session staging.
     pub log: &'a mut crate::access_log::WorkerLog,
 }
@@ -88,6 +89,7 @@ pub fn drive(s: &mut Session, env: &mut Env) -> Outcome {
             Phase::Proxy => crate::proxy::proxy_step(s, env),
             Phase::ReadBody => crate::body::read_body_step(s, env),
             Phase::Calls => crate::calls::step(s, env),
+            Phase::Thrift => crate::thrift::step(s, env),
             Phase::Closing => closing_step(s),
         };
         match step {
@@ -120,6 +122,7 @@ fn close(s: &mut Session, env: &mut Env) -> Outcome {
 
 pub(crate) fn recycle(mut ex: Box<Exchange>, env: &mut Env) {
     crate::calls::abandon(&mut ex, env);
+    crate::thrift::abandon(&mut ex, env);
     ex.clear();
     env.free_ex.push(ex);
 }
@@ -441,6 +444,9 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         return Step::Progress;
     }
 
+    if snap.thrift_route(ex.ctx.route.route).is_some() {
+        return crate::thrift::start(s, env, ex, snap);
+    }
     let up = &snap.upstreams[ex.ctx.upstream];
     ex.up_addr = up.addrs[ex.ctx.node];
     ex.connect_timeout_ms = up.connect_timeout_ms;
@@ -628,6 +634,7 @@ fn settle(s: &mut Session, env: &mut Env) {
         },
         Phase::ReadBody => s.client_activity + l.body_timeout_ms,
         Phase::Calls => s.ex.as_deref().map_or(env.now, crate::calls::deadline),
+        Phase::Thrift => s.ex.as_deref().map_or(env.now, crate::thrift::deadline),
         Phase::Closing => {
             if cout_pending(s) > 0 {
                 s.client_activity + l.send_timeout_ms
@@ -664,6 +671,10 @@ pub fn on_timeout(s: &mut Session, env: &mut Env) -> Outcome {
             close(s, env)
         }
         Phase::Calls => match crate::calls::on_timeout(s, env) {
+            Step::Close => close(s, env),
+            _ => drive(s, env),
+        },
+        Phase::Thrift => match crate::thrift::on_timeout(s, env) {
             Step::Close => close(s, env),
             _ => drive(s, env),
         },

@@ -16,4 +16,5 @@ pub mod seal;
 pub mod server;
 pub mod session;
 pub mod stats;
+pub mod thrift;
 pub mod worker;

@@ -31,6 +31,8 @@ pub enum Phase {
     Calls,
     /// An exchange is in progress.
     Proxy,
+    /// A Thrift route's call is out (see `thrift/mod.rs`).
+    Thrift,
     /// Flushing the last answer, then closing.
     Closing,
 }
@@ -144,6 +146,8 @@ pub struct Exchange {
     pub seal_body: Option<PooledBuf>,
     /// Side-service calls of this request.
     pub calls: [crate::calls::CallIo; business::calls::MAX_CALLS],
+    /// The call of a Thrift route.
+    pub thrift: crate::thrift::CallState,
 }
 
 impl Exchange {
@@ -190,6 +194,7 @@ impl Exchange {
             up_sent_us: 0,
             resp_head_us: 0,
             calls: Default::default(),
+            thrift: Default::default(),
         }
     }
 

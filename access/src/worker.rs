@@ -42,6 +42,7 @@ pub struct Worker {
     accept_paused: bool,
     sessions: Slab<Session>,
     pool: HttpPool,
+    thrift: crate::thrift::ThriftCore,
     bufs: BufPool,
     clock: Clock,
     wheel: TimerWheel,
@@ -122,6 +123,7 @@ impl Worker {
             accept_paused: false,
             sessions: Slab::with_capacity(1024),
             pool: HttpPool::new(),
+            thrift: crate::thrift::ThriftCore::new(),
             bufs: BufPool::new(BUF_SIZE, MAX_FREE_BUFS),
             clock,
             wheel: TimerWheel::new(now),
@@ -201,6 +203,19 @@ impl Worker {
                 }
             }
             self.run_timers();
+            // Sessions whose Thrift calls ended; driving one may end others (a freed place
+            // sends a queued call, a failed write fails its connection's calls).
+            for _ in 0..4 {
+                let ready = self.thrift.tick(self.poll.registry(), self.clock.now());
+                let idle = ready.is_empty();
+                for &sid in &ready {
+                    self.drive(sid);
+                }
+                self.thrift.done(ready);
+                if idle {
+                    break;
+                }
+            }
             let now = self.clock.now();
             if now >= self.last_sweep + SWEEP_EVERY_MS {
                 self.last_sweep = now;
@@ -219,6 +234,7 @@ impl Worker {
             }
             if self.stopping && (self.sessions.is_empty() || now >= self.stop_deadline) {
                 self.pool.close_idle(self.poll.registry());
+                self.thrift.pool.close_all(self.poll.registry());
                 self.stats.unregister();
                 return;
             }
@@ -237,6 +253,14 @@ impl Worker {
                     self.drive(sid);
                 }
             }
+            Kind::Upstream if crate::thrift::owns(token.index()) => self.thrift.on_event(
+                self.poll.registry(),
+                token.index(),
+                readable,
+                writable,
+                rdhup,
+                self.clock.now(),
+            ),
             Kind::Upstream => {
                 if let Some(owner) = self.pool.on_event(
                     self.poll.registry(),
@@ -328,6 +352,7 @@ impl Worker {
             now_us: self.clock.now_us(),
             stats: &self.stats,
             routes: &self.routes,
+            thrift: &mut self.thrift,
             log: &mut self.log,
         };
         let outcome = http::drive(s, &mut env);
@@ -411,6 +436,7 @@ impl Worker {
                 now_us: self.clock.now_us(),
                 stats: &self.stats,
                 routes: &self.routes,
+                thrift: &mut self.thrift,
                 log: &mut self.log,
             };
             let outcome = http::on_timeout(s, &mut env);

@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod snapshot;
 pub mod stage;
 pub mod stages;
+pub mod thrift;
 pub mod token;
 
 pub use context::Context;

@@ -140,6 +140,7 @@ impl Pipeline {
                 stages.push(stage_of(m));
             }
             stages.push(Arc::new(UpstreamStage));
+            crate::thrift::replace_upstream_stage(r, &mut stages);
             let mut body_ask = vec![0; stages.len()];
             let mut most = 0;
             for (j, s) in stages.iter().enumerate().rev() {

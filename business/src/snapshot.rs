@@ -7,7 +7,10 @@
 use crate::modules::key_auth::consumer::{Consumer, ConsumerIndex};
 use crate::pipeline::Pipeline;
 use crate::stages::{self, ScratchPlan};
+use crate::thrift::ThriftRoute;
+use components::mux_pool::NodeSettings;
 use conf::{Config, ConfigError, Router};
+use protocols::thrift::idl::Idl;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -21,6 +24,8 @@ pub struct UpstreamRt {
     pub read_timeout_ms: u64,
     pub max_idle: usize,
     pub idle_timeout_ms: u64,
+    /// Thrift upstreams: the multiplexed pool's bounds for each node (`None` for HTTP).
+    pub mux: Option<NodeSettings>,
 }
 
 pub struct Snapshot {
@@ -34,6 +39,11 @@ pub struct Snapshot {
     /// position in it).
     pub consumers: ConsumerIndex,
     pub pipeline: Pipeline,
+    /// The IDL of each `[[services]]` entry, parsed once per version (or kept from the
+    /// previous version when its files did not change).
+    pub services: Vec<Arc<Idl>>,
+    /// For each route (by index), its Thrift call when its upstream speaks Thrift.
+    pub thrift_routes: Vec<Option<ThriftRoute>>,
 }
 
 impl Snapshot {
@@ -77,6 +87,7 @@ impl Snapshot {
                 read_timeout_ms: u.read_timeout_ms,
                 max_idle: u.max_idle,
                 idle_timeout_ms: u.idle_timeout_ms,
+                mux: crate::thrift::node_settings(u),
             });
         }
         let mut route_upstream = Vec::with_capacity(config.routes.len());
@@ -97,6 +108,13 @@ impl Snapshot {
             Err(mut e) => {
                 errors.append(&mut e);
                 ConsumerIndex::default()
+            }
+        };
+        let (services, thrift_routes) = match crate::thrift::compile(&config, prev) {
+            Ok(t) => t,
+            Err(mut e) => {
+                errors.append(&mut e);
+                (Vec::new(), Vec::new())
             }
         };
         let mut plan = ScratchPlan::default();
@@ -144,7 +162,15 @@ impl Snapshot {
             route_upstream,
             consumers,
             pipeline,
+            services,
+            thrift_routes,
         }))
+    }
+
+    /// The Thrift call of route `route`, when its upstream speaks Thrift: the access layer
+    /// makes that call instead of proxying HTTP.
+    pub fn thrift_route(&self, route: usize) -> Option<&ThriftRoute> {
+        self.thrift_routes.get(route).and_then(Option::as_ref)
     }
 }
 

@@ -2,6 +2,7 @@
 //! printing curl lines that work as printed.
 
 mod backend;
+mod thrift;
 
 use std::io;
 use std::net::SocketAddr;
@@ -151,7 +152,9 @@ pub fn prepare(listen: SocketAddr, admin: SocketAddr, state_dir: &str) -> io::Re
     let risk = backend::start_service(any, backend::Service::Risk)?;
     eprintln!("demo: product service (HTTP) on http://{backend}");
     eprintln!("demo: auth check service on http://{auth}, risk check service on http://{risk}");
-    Ok(config(listen, admin, backend, (auth, risk), state_dir))
+    let rpc = thrift::start(any)?;
+    eprintln!("demo: product service (Thrift, binary framed) on {rpc}");
+    Ok(config(listen, admin, backend, (auth, risk), state_dir) + &thrift::config(rpc))
 }
 
 /// The lines printed once the gateway listens: requests that pass (plain `curl` lines) and
@@ -167,6 +170,7 @@ pub fn banner(listen: SocketAddr) -> String {
             now + 86_400
         ),
     );
+    let rpc = thrift::curl_lines(listen);
     format!(
         "Gatehouse demo is serving on http://{listen}\n\
          Try:\n  \
@@ -186,6 +190,7 @@ pub fn banner(listen: SocketAddr) -> String {
          [401 auth_service] curl -i http://{listen}/api/orders/3\n  \
          [403 risk]       curl -i -H 'X-Session: demo-session' -H 'X-Device: emulator' http://{listen}/api/orders/3\n  \
          [429 rate_limit] for i in 1 2 3 4; do curl -s -o /dev/null -w '%{{http_code}} ' http://{listen}/api/limited; done\n\
+         {rpc}\
          Stop with Ctrl-C.\n"
     )
 }

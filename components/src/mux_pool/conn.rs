@@ -396,6 +396,9 @@ impl MuxPool {
             c.rbuf.truncate(RBUF_MIN);
             c.rbuf.shrink_to_fit();
         }
+        // Replies freed places: calls waiting for one go now.
+        let node = c.node;
+        self.pump(registry, now, node);
         true
     }
 

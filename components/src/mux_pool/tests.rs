@@ -87,6 +87,7 @@ fn server(p: Protocol, t: Transport, shuffle: bool, handler: Arc<Handler>) -> Se
         for s in l.incoming().flatten() {
             counter.fetch_add(1, Ordering::SeqCst);
             let (h, moved) = (handler.clone(), moved.clone());
+            let _ = s.set_nodelay(true);
             std::thread::spawn(move || serve_conn(s, p, t, shuffle, &*h, &moved));
         }
     });
@@ -179,6 +180,8 @@ struct Harness {
     pool: MuxPool,
     ready: Vec<usize>,
     start: Instant,
+    /// Run the pool's periodic sweep on each turn (as the worker does).
+    sweep: bool,
 }
 
 impl Harness {
@@ -189,6 +192,7 @@ impl Harness {
             pool: MuxPool::new(),
             ready: Vec::new(),
             start: Instant::now(),
+            sweep: true,
         }
     }
 
@@ -260,7 +264,9 @@ impl Harness {
                 now,
             );
         }
-        self.pool.sweep(self.poll.registry(), now);
+        if self.sweep {
+            self.pool.sweep(self.poll.registry(), now);
+        }
         self.pool.take_ready(&mut self.ready);
     }
 
@@ -318,6 +324,23 @@ fn calls_round_trip_with_the_callers_seqid_in_every_protocol_and_transport() {
         );
         assert_eq!(h.pool.stats().replies, 40);
     }
+}
+
+#[test]
+fn a_reply_that_frees_a_place_sends_the_next_queued_call_at_once() {
+    let (p, t) = (Protocol::Binary, Transport::Framed);
+    let srv = server(p, t, false, echo(p, t));
+    let mut h = Harness::new();
+    h.sweep = false; // no periodic help: only replies may move the queue
+    let k = key(srv.addr, p, t);
+    let ids: Vec<CallId> = (0..5)
+        .map(|v| h.call(k, &settings(1, 1), "echo", v, 0))
+        .collect();
+    assert_eq!(h.pool.queued(&k), 4);
+    assert!(h.run_until(Duration::from_secs(5), |pool| pending(pool, &ids)));
+    assert!(ids
+        .iter()
+        .all(|id| matches!(h.pool.poll(*id), CallPoll::Reply(_))));
 }
 
 #[test]
