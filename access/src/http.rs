@@ -378,6 +378,7 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         let cout = s.cout.get_or_insert_with(|| env.bufs.checkout());
         write_reply(cout, status, &ex.ctx, close);
         crate::access_log::finished(s, env, &ex, status);
+        crate::stats::count_release(env, &ex, snap.version, status);
         recycle(ex, env);
         if close {
             s.close_after = true;
@@ -424,6 +425,7 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         let close = has_body || !ex.client_keep_alive;
         let rid = ex.ctx.request_id;
         let rid_len = ex.ctx.request_id_len;
+        crate::stats::count_release(env, &ex, snap.version, kind.status());
         recycle(ex, env);
         answer_field(
             s,
@@ -495,9 +497,10 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         }
         _ => None,
     };
-    let route = &snap.config.routes[ex.ctx.route.route];
+    // A route release's candidate may strip where the route does not.
+    let strip = snap.route_for(&ex.ctx).is_some_and(|r| r.strip_prefix);
     let path = head.path.get(cin);
-    let stripped = if route.strip_prefix && ex.ctx.route.prefix_len > 0 {
+    let stripped = if strip && ex.ctx.route.prefix_len > 0 {
         let rest = path.get(ex.ctx.route.prefix_len..).unwrap_or(b"");
         Some(if rest.is_empty() { &b"/"[..] } else { rest })
     } else {

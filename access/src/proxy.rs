@@ -69,6 +69,7 @@ pub(crate) fn upstream_failed(s: &mut Session, env: &mut Env, kind: ErrorKind) -
     if let Some(snap) = ex.snap.clone() {
         ex.ctx.status = kind.status();
         snap.pipeline.on_response(&mut ex.ctx);
+        crate::stats::count_release(env, ex, snap.version, ex.ctx.status);
     }
     let req_done = ex.req_body.is_done() && ex.fwd_req == 0;
     let close = !req_done || !ex.client_keep_alive;
@@ -470,6 +471,8 @@ fn finish_exchange(s: &mut Session, env: &mut Env) {
         }
     }
     crate::access_log::finished(s, env, &ex, ex.ctx.status);
+    let version = ex.snap.as_ref().map_or(0, |v| v.version);
+    crate::stats::count_release(env, &ex, version, ex.ctx.status);
     let req_done = ex.req_body.is_done() && ex.fwd_req == 0;
     let uin_clean = ex.uin.as_ref().is_none_or(|u| u.is_empty());
     if let Some(key) = ex.up.take() {

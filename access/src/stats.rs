@@ -9,7 +9,8 @@
 //! counts of routes that kept their id, and publishes it for the scraper under a lock only
 //! the swap and the scrape take.
 
-use business::Snapshot;
+use business::release::{ReleaseCounters, Totals};
+use business::{Context, Snapshot};
 use parking_lot::Mutex;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -126,6 +127,8 @@ pub struct RouteTable {
     pub version: u64,
     /// By route index in that version's config.
     pub routes: Vec<RouteStats>,
+    /// By release index in that version's pipeline: each side's answers (docs/releases.md).
+    pub releases: Vec<ReleaseCounters>,
 }
 
 impl RouteTable {
@@ -146,11 +149,72 @@ impl RouteTable {
                 s
             })
             .collect();
+        let releases = snap
+            .pipeline
+            .releases
+            .iter()
+            .map(|r| {
+                let c = ReleaseCounters::new(&r.id, r.since);
+                if let Some(prev) = old.and_then(|o| {
+                    o.releases
+                        .iter()
+                        .find(|p| p.id == r.id && p.since == r.since)
+                }) {
+                    c.carry(prev);
+                }
+                c
+            })
+            .collect();
         RouteTable {
             version: snap.version,
             routes,
+            releases,
         }
     }
+
+    /// Counts an answer on the release side that served it, if the request went through a
+    /// release and ran on this table's version.
+    #[inline]
+    pub fn count_release(&self, ctx: &Context, version: u64, status: u16, latency_us: u64) {
+        if version != self.version {
+            return;
+        }
+        if let Some(m) = ctx.release {
+            if let Some(r) = self.releases.get(usize::from(m.index)) {
+                r.count(m.side, status, latency_us);
+            }
+        }
+    }
+}
+
+/// Counts the answer of an exchange on the release side that served it (see
+/// [`RouteTable::count_release`]); `version` is the version the request ran on.
+#[inline]
+pub(crate) fn count_release(
+    env: &crate::http::Env,
+    ex: &crate::session::Exchange,
+    version: u64,
+    status: u16,
+) {
+    let us = env.now_us.saturating_sub(ex.started_us);
+    env.routes.count_release(&ex.ctx, version, status, us);
+}
+
+/// Every worker's counts of release `id` (as started at version `since`), summed.
+pub fn release_totals(id: &str, since: u64) -> Totals {
+    let workers: Vec<Arc<WorkerStats>> = registry().workers.lock().clone();
+    let mut t = Totals::default();
+    for w in &workers {
+        let table = w.table.lock().clone();
+        for r in table
+            .releases
+            .iter()
+            .filter(|r| r.id == id && r.since == since)
+        {
+            r.add_to(&mut t);
+        }
+    }
+    t
 }
 
 /// Everything one worker counts.

@@ -5,6 +5,7 @@
 
 use crate::calls::{CallConfig, CallOutcome, MAX_CALLS};
 use crate::headers::HeaderBuf;
+use crate::release::ReleaseMark;
 use conf::RouteMatch;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -56,6 +57,9 @@ pub struct Context {
     /// Side-service calls a `Flow::Wait` asked for, and what became of each.
     pub calls: Option<Arc<[CallConfig]>>,
     pub call_outcomes: [CallOutcome; MAX_CALLS],
+    /// The gray release this request went through and the side that served it (set at the
+    /// release's switch; see `crate::release`).
+    pub release: Option<ReleaseMark>,
 }
 
 impl Context {
@@ -84,6 +88,7 @@ impl Context {
             codec_app_len: 0,
             calls: None,
             call_outcomes: [CallOutcome::Pending; MAX_CALLS],
+            release: None,
         }
     }
 
@@ -108,6 +113,7 @@ impl Context {
         self.calls = None;
         self.codec = None;
         self.codec_app_len = 0;
+        self.release = None;
     }
 
     /// The app a codec stage resolved (empty when none).

@@ -11,6 +11,7 @@ pub mod context;
 pub mod headers;
 pub mod modules;
 pub mod pipeline;
+pub mod release;
 pub mod snapshot;
 pub mod stage;
 pub mod stages;

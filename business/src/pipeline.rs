@@ -12,15 +12,20 @@
 //! `Flow::NeedBody` and records in `ctx.resume_at` where to resume; the access layer reads the
 //! body and calls `run` again, so no stage runs twice.
 
-use crate::calls::{CallConfig, CallsStage, MAX_CALLS};
+mod lists;
+
+pub(crate) use lists::{Candidate, ReleasePlan};
+
+use crate::calls::CallsStage;
 use crate::context::Context;
 use crate::modules::params::ParamsScratch;
 use crate::modules::waf::WafScratch;
+use crate::release::{ReleaseMark, ReleaseRt, Side};
 use crate::snapshot::Snapshot;
 use crate::stage::{Flow, Request, Stage};
-use crate::stages::{BreakerStage, Compiled, Form, RouteStage, ScratchPlan, UpstreamStage};
+use crate::stages::{BreakerStage, Compiled, Form, RouteStage, ScratchPlan};
 use components::Wrr;
-use conf::Config;
+use conf::{Config, ConfigError, Route};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -62,12 +67,30 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 const POSITION_BITS: u32 = 32;
 const POSITION_MASK: u64 = (1 << POSITION_BITS) - 1;
 
-/// One route's stages after the route stage, with the body ask from each position on.
-struct RouteStages {
+/// One list of stages after the route stage, with the body ask from each position on.
+struct StageList {
     stages: Vec<Arc<dyn Stage>>,
     /// `body_ask[j]`: the largest `body_bytes()` of `stages[j..]`, so one read serves every
     /// later stage that needs the body.
     body_ask: Vec<usize>,
+}
+
+/// One route's stages: the stable list, and the candidate's when a release touches the route.
+struct RouteStages {
+    stable: StageList,
+    release: Option<RouteRelease>,
+}
+
+/// The release side of a route.
+struct RouteRelease {
+    /// Index of the release in `Pipeline::releases`.
+    index: u16,
+    /// Position (in both lists) where the split is decided; the lists are the same before it.
+    switch_at: usize,
+    candidate: StageList,
+    /// A route release's candidate route (its body limit and `strip_prefix` apply on the
+    /// candidate side).
+    route: Option<Box<Route>>,
 }
 
 pub struct Pipeline {
@@ -78,19 +101,31 @@ pub struct Pipeline {
     /// Every `[[modules]]` entry compiled, in config order (state carried to the next
     /// version, metrics).
     pub(crate) modules: Vec<Compiled>,
+    /// The candidates of module releases (state carried to the next version).
+    pub(crate) release_modules: Vec<Compiled>,
+    /// Every `[[releases]]` entry compiled, in config order (`ReleaseMark::index`).
+    pub releases: Vec<ReleaseRt>,
     pub(crate) scratch: ScratchPlan,
 }
 
 impl Pipeline {
-    /// The stage lists for a validated config whose modules compiled to `modules`.
-    pub(crate) fn build(config: &Config, modules: Vec<Compiled>, scratch: ScratchPlan) -> Pipeline {
+    /// The stage lists for a validated config whose modules compiled to `modules` and whose
+    /// releases to `releases`; `route_upstream` is each route's upstream index. Fails only on
+    /// release combinations no list can serve (two releases on one route, a consumer split
+    /// before authentication).
+    pub(crate) fn build(
+        config: &Config,
+        modules: Vec<Compiled>,
+        scratch: ScratchPlan,
+        releases: Vec<ReleasePlan>,
+        route_upstream: &[usize],
+    ) -> Result<Pipeline, Vec<ConfigError>> {
         let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
-        let by_id = |id: &str| modules.iter().position(|m| m.id == id);
         let mut breakers = 0;
         let mut stage_of = |m: &Compiled| -> Arc<dyn Stage> {
             match &m.form {
                 Form::Shared(s) => s.clone(),
-                // Grouped per route below; never a stage of its own.
+                // Grouped per route; never a stage of its own.
                 Form::Call(c) => Arc::new(CallsStage::new(vec![c.clone()])),
                 Form::Breaker(policy) => {
                     breakers += 1;
@@ -103,60 +138,46 @@ impl Pipeline {
             .filter(|m| m.global && m.phase == Phase::IpList)
             .map(&mut stage_of)
             .collect();
+        let mut errors = Vec::new();
+        let by_route = lists::releases_by_route(&config.routes, &modules, &releases, &mut errors);
         let mut per_route = Vec::with_capacity(config.routes.len());
-        for r in &config.routes {
-            // Globals first, then the route's own, each in configured order; the stable sort
-            // keeps that order within a phase.
-            let mut chosen: Vec<&Compiled> = modules
-                .iter()
-                .filter(|m| m.global && m.phase != Phase::IpList)
-                .collect();
-            chosen.extend(
-                r.modules
-                    .iter()
-                    .filter_map(|id| by_id(id))
-                    .map(|i| &modules[i]),
-            );
-            chosen.sort_by_key(|m| m.phase);
-            // Every call module of the route becomes one stage, at the place of the first, so
-            // the calls run concurrently (at most MAX_CALLS; the snapshot checks).
-            let calls: Vec<CallConfig> = chosen
-                .iter()
-                .filter_map(|m| match &m.form {
-                    Form::Call(c) => Some(c.clone()),
-                    _ => None,
-                })
-                .take(MAX_CALLS)
-                .collect();
-            let mut calls = Some(calls).filter(|c| !c.is_empty());
-            let mut stages: Vec<Arc<dyn Stage>> = Vec::with_capacity(chosen.len() + 1);
-            for m in chosen {
-                if let Form::Call(_) = m.form {
-                    if let Some(c) = calls.take() {
-                        stages.push(Arc::new(CallsStage::new(c)));
-                    }
-                    continue;
-                }
-                stages.push(stage_of(m));
-            }
-            stages.push(Arc::new(UpstreamStage));
-            crate::thrift::replace_upstream_stage(r, &mut stages);
-            let mut body_ask = vec![0; stages.len()];
-            let mut most = 0;
-            for (j, s) in stages.iter().enumerate().rev() {
-                most = most.max(s.body_bytes());
-                body_ask[j] = most;
-            }
-            per_route.push(RouteStages { stages, body_ask });
+        for (i, r) in config.routes.iter().enumerate() {
+            let release = by_route
+                .get(i)
+                .copied()
+                .flatten()
+                .and_then(|k| releases.get(k).map(|p| (k, p)));
+            let upstream = route_upstream.get(i).copied().unwrap_or(0);
+            per_route.push(lists::route_stages(
+                &modules,
+                r,
+                upstream,
+                release,
+                &mut stage_of,
+                &mut errors,
+            ));
         }
-        Pipeline {
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut release_modules = Vec::new();
+        let mut rts = Vec::with_capacity(releases.len());
+        for plan in releases {
+            if let Candidate::Module(c) = plan.candidate {
+                release_modules.push(c);
+            }
+            rts.push(plan.rt);
+        }
+        Ok(Pipeline {
             generation,
             pre_route,
             route: RouteStage,
             per_route,
             modules,
+            release_modules,
+            releases: rts,
             scratch,
-        }
+        })
     }
 
     /// Runs the request stages in order, from where `ctx.resume_at` says, until one answers.
@@ -190,16 +211,26 @@ impl Pipeline {
         let Some(route) = self.per_route.get(ctx.route.route) else {
             return Flow::Continue;
         };
-        let first = pos - pre - 1;
-        for (j, stage) in route.stages.iter().enumerate().skip(first) {
+        let mut j = pos - pre - 1;
+        loop {
+            // The side is decided once, where the lists part; a resumed request keeps it.
+            if let Some(rel) = &route.release {
+                if j == rel.switch_at && ctx.release.is_none() {
+                    self.decide(rel, ctx, req, snap);
+                }
+            }
+            let list = route.list(ctx.release);
+            let Some(stage) = list.stages.get(j) else {
+                return Flow::Continue;
+            };
             if req.body.is_none() && stage.body_bytes() > 0 && req.has_body() {
                 ctx.resume_at = ((self.generation << POSITION_BITS)
                     | ((pre + 1 + j) as u64 & POSITION_MASK))
                     as usize;
-                return Flow::NeedBody(route.body_ask.get(j).copied().unwrap_or(0));
+                return Flow::NeedBody(list.body_ask.get(j).copied().unwrap_or(0));
             }
             match stage.on_request(ctx, req, snap, core) {
-                Flow::Continue => {}
+                Flow::Continue => j += 1,
                 Flow::Wait => {
                     // Resume at the same stage: it merges the calls' outcomes.
                     ctx.resume_at = ((self.generation << POSITION_BITS)
@@ -210,7 +241,32 @@ impl Pipeline {
                 answer => return answer,
             }
         }
-        Flow::Continue
+    }
+
+    /// The split of `rel`'s release picks this request's side.
+    fn decide(&self, rel: &RouteRelease, ctx: &mut Context, req: &Request, snap: &Snapshot) {
+        let Some(r) = self.releases.get(rel.index as usize) else {
+            return;
+        };
+        let side = r.split.side(req, ctx, snap);
+        ctx.release = Some(ReleaseMark {
+            index: rel.index,
+            side,
+        });
+        if side == Side::Candidate {
+            if let Some(route) = &rel.route {
+                ctx.max_body = route.body_limit(&snap.config.limits);
+            }
+        }
+    }
+
+    /// The candidate route serving a request on the candidate side of a route release.
+    pub fn candidate_route(&self, ctx: &Context) -> Option<&Route> {
+        let mark = ctx.release.filter(|m| m.side == Side::Candidate)?;
+        let rel = self.per_route.get(ctx.route.route)?.release.as_ref()?;
+        (rel.index == mark.index)
+            .then_some(rel.route.as_deref())
+            .flatten()
     }
 
     /// Where to start: 0, or the position a resume token of this version names. A token of
@@ -233,6 +289,7 @@ impl Pipeline {
         ctx.upstream_remove.clear();
         ctx.response_remove.clear();
         ctx.calls = None;
+        ctx.release = None;
         0
     }
 
@@ -242,7 +299,7 @@ impl Pipeline {
             return;
         }
         if let Some(route) = self.per_route.get(ctx.route.route) {
-            for stage in route.stages.iter().rev() {
+            for stage in route.list(ctx.release).stages.iter().rev() {
                 stage.on_response(ctx);
             }
         }
@@ -256,9 +313,20 @@ impl Pipeline {
         let mut out: Vec<&'static str> = self.pre_route.iter().map(|s| s.kind()).collect();
         out.push(self.route.kind());
         if let Some(r) = self.per_route.get(route) {
-            out.extend(r.stages.iter().map(|s| s.kind()));
+            out.extend(r.stable.stages.iter().map(|s| s.kind()));
         }
         out
+    }
+
+    /// The kinds a request to `route` on the candidate side of its release goes through, and
+    /// where the side is decided (index into the kinds); `None` when no release touches it.
+    pub fn candidate_kinds(&self, route: usize) -> Option<(Vec<&'static str>, usize)> {
+        let rel = self.per_route.get(route)?.release.as_ref()?;
+        let mut out: Vec<&'static str> = self.pre_route.iter().map(|s| s.kind()).collect();
+        out.push(self.route.kind());
+        let at = out.len() + rel.switch_at;
+        out.extend(rel.candidate.stages.iter().map(|s| s.kind()));
+        Some((out, at))
     }
 
     /// Hit counters of every waf module: (module id, rule id, hits), for metrics.

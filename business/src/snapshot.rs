@@ -61,7 +61,8 @@ impl Snapshot {
         version: u64,
         prev: Option<&Snapshot>,
     ) -> Result<Arc<Snapshot>, Vec<ConfigError>> {
-        let errors = config.validate();
+        let mut errors = config.validate();
+        errors.extend(conf::release::check(&config));
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -149,11 +150,16 @@ impl Snapshot {
                 ));
             }
         }
+        let releases = crate::release::compile(&config, version, prev, &mut plan, &upstream_ids)
+            .unwrap_or_else(|mut e| {
+                errors.append(&mut e);
+                Vec::new()
+            });
         if !errors.is_empty() {
             return Err(errors);
         }
         let router = Router::build(&config.routes);
-        let pipeline = Pipeline::build(&config, modules, plan);
+        let pipeline = Pipeline::build(&config, modules, plan, releases, &route_upstream)?;
         Ok(Arc::new(Snapshot {
             version,
             config,

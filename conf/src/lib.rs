@@ -15,6 +15,7 @@ pub mod access_log;
 pub mod error;
 pub mod model;
 pub mod pattern;
+pub mod release;
 pub mod router;
 pub mod store;
 pub mod thrift;

@@ -32,6 +32,8 @@ pub struct Config {
     /// Callers known to the auth modules, with their credentials (`[[consumers]]`).
     pub consumers: Vec<ConsumerSpec>,
     pub routes: Vec<Route>,
+    /// Gray releases of routes and modules (`[[releases]]`); see docs/releases.md.
+    pub releases: Vec<crate::release::ReleaseSpec>,
     // Future resource arrays (certificates) are added here by the lead, each a `Vec<_>` with
     // `#[serde(default)]`, validated in `validate.rs`.
 }

@@ -8,12 +8,14 @@
 //!
 //! Files: [`router`] (the route table), [`handlers`] (reads and request checks), [`write`]
 //! (the serialized change path), [`conn`] (blocking HTTP/1.1 connections), [`openapi`] (the
-//! document, generated from the route table), [`answer`] (answers and their wire form).
+//! document, generated from the route table), [`answer`] (answers and their wire form),
+//! [`releases`] (gray releases and their guard).
 
 pub mod answer;
 mod conn;
 pub mod handlers;
 pub mod openapi;
+pub mod releases;
 pub mod router;
 mod write;
 
@@ -45,6 +47,8 @@ pub struct State {
     /// Held for a whole change: one writer at a time.
     writer: Mutex<Writer>,
     store: Box<dyn Store>,
+    /// Releases that ended (promoted or rolled back), for `GET /admin/v1/releases/{id}`.
+    finished: releases::Book,
 }
 
 struct Writer {
@@ -70,6 +74,7 @@ impl State {
                 stopped: false,
             }),
             store,
+            finished: releases::Book::default(),
         }
     }
 
@@ -165,6 +170,8 @@ impl Boot {
                     .spawn(move || accept_loop(&listener, &state))?,
             );
         }
+        // The auto-rollback guard of gray releases watches from the admin side too.
+        handles.push(releases::start_guard(state.clone())?);
         Ok(AdminServer {
             state,
             addr,

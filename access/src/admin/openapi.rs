@@ -7,16 +7,19 @@ use super::router::{Params, Req, RouteDef, ROUTES};
 use super::State;
 use serde_json::{json, Map, Value};
 
-/// Every (path, route) of the document, kinds expanded.
+/// Every (path, route) of the document, kinds expanded. A kind's path and method that a
+/// row of its own serves (`/admin/v1/releases/{id}`) is documented once, as that row.
 pub fn paths() -> Vec<(String, &'static RouteDef)> {
-    let mut out = Vec::new();
-    for r in ROUTES {
-        if r.pattern.contains("{kind}") {
-            for k in conf::store::kinds::active_kinds() {
-                out.push((r.pattern.replace("{kind}", k), r));
+    let mut out: Vec<(String, &'static RouteDef)> = Vec::new();
+    for r in ROUTES.iter().filter(|r| !r.pattern.contains("{kind}")) {
+        out.push((r.pattern.to_string(), r));
+    }
+    for r in ROUTES.iter().filter(|r| r.pattern.contains("{kind}")) {
+        for k in conf::store::kinds::active_kinds() {
+            let path = r.pattern.replace("{kind}", k);
+            if !out.iter().any(|(p, o)| *p == path && o.method == r.method) {
+                out.push((path, r));
             }
-        } else {
-            out.push((r.pattern.to_string(), r));
         }
     }
     out
@@ -64,7 +67,7 @@ fn operation(path: &str, r: &RouteDef) -> Value {
     if path.contains("{id}") {
         responses.insert("404".into(), error_response("no resource with this id"));
     }
-    if r.method == "PUT" || r.method == "DELETE" {
+    if r.method == "PUT" || r.method == "DELETE" || r.method == "POST" {
         responses.insert(
             "409".into(),
             error_response("a reference would dangle (PUT) or the resource is in use (DELETE)"),
@@ -125,7 +128,7 @@ pub fn document() -> Value {
         }
     }
     let int = json!({"type": "integer", "format": "int64", "minimum": 1});
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "Gatehouse admin API",
@@ -210,7 +213,11 @@ pub fn document() -> Value {
                 "OpenApi": {"type": "object"}
             }
         }
-    })
+    });
+    if let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") {
+        schemas.extend(super::releases::schemas());
+    }
+    doc
 }
 
 pub fn handler(_: &State, _: &Req, _: &Params) -> Answer {

@@ -4,8 +4,9 @@
 //!
 //! Patterns are literal segments plus two placeholders: `{kind}` matches only a resource kind
 //! the model has (`routes`, `upstreams`, ...; see `conf::store::kinds`), `{id}` any non-empty
-//! segment. Fixed paths never clash with `{kind}`, because no kind is named `config`,
-//! `audit` or `releases`.
+//! segment. Fixed paths never clash with `{kind}`, because no kind is named `config` or
+//! `audit`; the one exception is on purpose: `releases` is a kind (listed and stored like the
+//! others), and its own rows come first so they answer `/admin/v1/releases/{id}`.
 
 use super::answer::Answer;
 use super::State;
@@ -100,6 +101,46 @@ pub static ROUTES: &[RouteDef] = &[
         handler: super::openapi::handler,
     },
     RouteDef {
+        pattern: "/admin/v1/releases/{id}",
+        method: "GET",
+        auth: true,
+        summary: "A gray release: as stored, its state (running, promoted, rolled_back) and each side's counters",
+        ok: (200, "ReleaseState"),
+        handler: super::releases::get,
+    },
+    RouteDef {
+        pattern: "/admin/v1/releases/{id}",
+        method: "PUT",
+        auth: true,
+        summary: "Start or change a gray release of a route or module: {\"target\", \"candidate\", \"split\", \"guard\"}",
+        ok: (200, "Resource"),
+        handler: super::releases::put,
+    },
+    RouteDef {
+        pattern: "/admin/v1/releases/{id}",
+        method: "DELETE",
+        auth: true,
+        summary: "Roll a gray release back (as POST .../rollback, answered 204)",
+        ok: (204, ""),
+        handler: super::releases::delete,
+    },
+    RouteDef {
+        pattern: "/admin/v1/releases/{id}/promote",
+        method: "POST",
+        auth: true,
+        summary: "The candidate becomes the resource and the release ends, in one version",
+        ok: (200, "ReleaseState"),
+        handler: super::releases::promote,
+    },
+    RouteDef {
+        pattern: "/admin/v1/releases/{id}/rollback",
+        method: "POST",
+        auth: true,
+        summary: "The release ends and the stable version serves everything, in one version",
+        ok: (200, "ReleaseState"),
+        handler: super::releases::rollback,
+    },
+    RouteDef {
         pattern: "/admin/v1/{kind}",
         method: "GET",
         auth: true,
@@ -191,7 +232,12 @@ pub fn dispatch(state: &State, req: &Req) -> Answer {
     match matched.iter().find(|(r, _)| r.method == method) {
         Some((r, params)) => (r.handler)(state, req, params),
         None => {
-            let allow: Vec<&str> = matched.iter().map(|(r, _)| r.method).collect();
+            let mut allow: Vec<&str> = Vec::new();
+            for (r, _) in &matched {
+                if !allow.contains(&r.method) {
+                    allow.push(r.method);
+                }
+            }
             let mut a = Answer::error(
                 405,
                 "method_not_allowed",
@@ -239,7 +285,7 @@ mod tests {
         for r in ROUTES {
             for seg in r.pattern.split('/') {
                 assert!(
-                    conf::store::kinds::kind_named(seg).is_none(),
+                    seg == "releases" || conf::store::kinds::kind_named(seg).is_none(),
                     "{} has a literal segment named like a kind",
                     r.pattern
                 );

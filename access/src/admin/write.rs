@@ -9,11 +9,13 @@
 use super::answer::Answer;
 use super::handlers::{absent, with_version};
 use super::router::Req;
-use super::State;
+use super::{State, Writer};
 use business::Snapshot;
-use conf::store::{kinds, now_rfc3339, AuditRecord, Saved};
+use conf::store::{kinds, now_rfc3339, AuditRecord, Resources, Saved};
 use conf::ConfigError;
+use parking_lot::MutexGuard;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a request asks to change.
@@ -37,6 +39,31 @@ fn put_error(errors: &[ConfigError], kind: &str, index: usize) -> Answer {
         (Some((e, rel)), _) => Answer::error(400, "invalid", e.message.clone(), &rel),
         (None, Some(e)) => Answer::error(400, "invalid", e.message.clone(), &e.path),
         (None, None) => Answer::error(400, "invalid", "invalid config", ""),
+    }
+}
+
+/// Who asked for a change, for its audit record.
+pub struct Origin {
+    pub who: String,
+    pub client: String,
+    pub method: String,
+    pub path: String,
+}
+
+impl Origin {
+    /// The origin of an admin request: `who` is the API key's label when a key is set, else
+    /// the client's address.
+    pub fn of(req: &Req, settings: &conf::Admin) -> Origin {
+        Origin {
+            who: if settings.api_key.is_empty() {
+                req.peer.to_string()
+            } else {
+                "api_key".to_string()
+            },
+            client: req.peer.to_string(),
+            method: req.method.to_string(),
+            path: req.path.to_string(),
+        }
     }
 }
 
@@ -94,44 +121,93 @@ impl State {
                 (204, index, None)
             }
         };
+        let origin = Origin::of(req, &self.settings);
+        let put = stored.is_some();
+        let invalid = |errors: Vec<ConfigError>| {
+            if put {
+                return put_error(&errors, kind, index);
+            }
+            let (msg, field) = errors.first().map_or((String::new(), ""), |e| {
+                (e.message.clone(), e.path.as_str())
+            });
+            Answer::error(
+                409,
+                "conflict",
+                format!("deleting {kind}/{id} would leave the config invalid: {msg}"),
+                field,
+            )
+        };
+        match self.commit(writer, &base, res, &origin, (kind, id, status), invalid) {
+            Ok(version) => match stored {
+                Some(item) => Answer::json(status, &with_version(&item, version)),
+                None => Answer::empty(204),
+            }
+            .with_version(version),
+            Err(answer) => answer,
+        }
+    }
+
+    /// Runs `edit` on the published snapshot's resources under the writer lock and commits
+    /// the result as one version: for changes of several resources at once (a release's
+    /// promotion replaces its target and drops the release). `edit` may refuse with an
+    /// answer; `invalid` answers for a result that does not build. Returns the snapshot the
+    /// change was made on and the new version.
+    pub(super) fn change_with(
+        &self,
+        origin: &Origin,
+        what: (&str, &str, u16),
+        edit: impl FnOnce(&Snapshot, &mut Resources) -> Result<(), Answer>,
+        invalid: impl FnOnce(Vec<ConfigError>) -> Answer,
+    ) -> Result<(Arc<Snapshot>, u64), Answer> {
+        let writer = self.writer.lock();
+        if writer.stopped {
+            return Err(Answer::error(
+                503,
+                "stopping",
+                "the gateway is shutting down",
+                "",
+            ));
+        }
+        let base = self.current();
+        let mut res = kinds::resources_of(&base.config);
+        edit(&base, &mut res)?;
+        let version = self.commit(writer, &base, res, origin, what, invalid)?;
+        Ok((base, version))
+    }
+
+    /// Builds `res` into the version after `base`, saves it, audits it as `what` (kind, id,
+    /// status) by `origin`, and publishes it; `writer` is held throughout. Returns the new
+    /// version once every worker serves it, or the answer saying what went wrong.
+    fn commit(
+        &self,
+        writer: MutexGuard<'_, Writer>,
+        base: &Snapshot,
+        res: Resources,
+        origin: &Origin,
+        what: (&str, &str, u16),
+        invalid: impl FnOnce(Vec<ConfigError>) -> Answer,
+    ) -> Result<u64, Answer> {
+        let (kind, id, status) = what;
         let config = match kinds::with_resources(&base.config, &res) {
             Ok(c) => c,
-            Err(e) => return put_error(&[e], kind, index),
+            Err(e) => return Err(invalid(vec![e])),
         };
         let version = base.version + 1;
         // The previous version hands over state a change must not reset (rate-limit
-        // tables, replay caches).
-        let snap = match Snapshot::build_next(config, version, Some(&base)) {
-            Ok(s) => s,
-            Err(errors) if stored.is_some() => return put_error(&errors, kind, index),
-            Err(errors) => {
-                let (msg, field) = errors.first().map_or((String::new(), ""), |e| {
-                    (e.message.clone(), e.path.as_str())
-                });
-                return Answer::error(
-                    409,
-                    "conflict",
-                    format!("deleting {kind}/{id} would leave the config invalid: {msg}"),
-                    field,
-                );
-            }
-        };
+        // tables, replay caches, release counters).
+        let snap = Snapshot::build_next(config, version, Some(base)).map_err(invalid)?;
         if let Err(e) = self.store.save(&Saved {
             version,
             resources: res,
         }) {
-            return Answer::error(500, "store_failed", e.to_string(), "");
+            return Err(Answer::error(500, "store_failed", e.to_string(), ""));
         }
         let record = AuditRecord {
             time: now_rfc3339(),
-            who: if self.settings.api_key.is_empty() {
-                req.peer.to_string()
-            } else {
-                "api_key".to_string()
-            },
-            client: req.peer.to_string(),
-            method: req.method.to_string(),
-            path: req.path.to_string(),
+            who: origin.who.clone(),
+            client: origin.client.clone(),
+            method: origin.method.clone(),
+            path: origin.path.clone(),
             kind: kind.to_string(),
             id: id.to_string(),
             version,
@@ -145,7 +221,7 @@ impl State {
         *self.current.lock() = snap;
         drop(writer);
         if !live {
-            return Answer::error(
+            return Err(Answer::error(
                 503,
                 "publish_timeout",
                 format!(
@@ -154,12 +230,8 @@ impl State {
                 ),
                 "",
             )
-            .with_version(version);
+            .with_version(version));
         }
-        match stored {
-            Some(item) => Answer::json(status, &with_version(&item, version)),
-            None => Answer::empty(204),
-        }
-        .with_version(version)
+        Ok(version)
     }
 }

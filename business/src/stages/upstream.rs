@@ -1,4 +1,5 @@
-//! The upstream stage: picks the node of the route's upstream with the core's balancer.
+//! The upstream stage: picks the node of the route's upstream (or of a route release's
+//! candidate) with the core's balancer.
 
 use crate::context::Context;
 use crate::pipeline::CoreState;
@@ -6,7 +7,24 @@ use crate::snapshot::Snapshot;
 use crate::stage::{Flow, Reject, Request, Stage};
 use protocols::error::ErrorKind;
 
-pub struct UpstreamStage;
+/// The last stage of every route's list.
+pub struct UpstreamStage {
+    /// The upstream (index in the snapshot) when it is not the matched route's own: a route
+    /// release's candidate names its own.
+    fixed: Option<usize>,
+}
+
+impl UpstreamStage {
+    /// Sends to the matched route's upstream.
+    pub fn of_route() -> UpstreamStage {
+        UpstreamStage { fixed: None }
+    }
+
+    /// Sends to upstream `index` whatever the route says (a route release's candidate).
+    pub fn fixed(index: usize) -> UpstreamStage {
+        UpstreamStage { fixed: Some(index) }
+    }
+}
 
 impl Stage for UpstreamStage {
     fn kind(&self) -> &'static str {
@@ -20,7 +38,10 @@ impl Stage for UpstreamStage {
         snap: &Snapshot,
         core: &mut CoreState,
     ) -> Flow {
-        let Some(&upstream) = snap.route_upstream.get(ctx.route.route) else {
+        let Some(upstream) = self
+            .fixed
+            .or_else(|| snap.route_upstream.get(ctx.route.route).copied())
+        else {
             return Flow::Respond(Reject::new(ErrorKind::NoRoute));
         };
         ctx.upstream = upstream;

@@ -22,6 +22,7 @@ pub const KINDS: &[&str] = &[
     "consumers",
     "routes",
     "certificates",
+    "releases",
 ];
 
 /// A field of one kind that names a resource of another kind by id.
@@ -78,7 +79,7 @@ pub fn active_kinds() -> &'static [&'static str] {
     })
 }
 
-/// The static name of an active kind, `None` for anything else (`releases`, typos).
+/// The static name of an active kind, `None` for anything else (`config`, typos).
 pub fn kind_named(name: &str) -> Option<&'static str> {
     active_kinds().iter().copied().find(|k| *k == name)
 }
@@ -309,7 +310,8 @@ mod tests {
         assert!(active_kinds().contains(&"routes") && active_kinds().contains(&"upstreams"));
         assert_eq!(kind_named("routes"), Some("routes"));
         assert_eq!(kind_named("server"), None);
-        assert_eq!(kind_named("releases"), None);
+        assert_eq!(kind_named("releases"), Some("releases"));
+        assert_eq!(kind_named("bogus"), None);
     }
 
     #[test]
