@@ -9,7 +9,7 @@
 //! counts of routes that kept their id, and publishes it for the scraper under a lock only
 //! the swap and the scrape take.
 
-use business::release::{ReleaseCounters, Totals};
+use business::release::{ReleaseCounters, Side, Totals};
 use business::{Context, Snapshot};
 use parking_lot::Mutex;
 use std::fmt::Write;
@@ -198,6 +198,44 @@ pub(crate) fn count_release(
 ) {
     let us = env.now_us.saturating_sub(ex.started_us);
     env.routes.count_release(&ex.ctx, version, status, us);
+}
+
+/// Answers of requests under gray releases, by release, side and status class, summed over
+/// the workers' tables (docs/releases.md).
+fn render_releases(o: &mut String, tables: &[Arc<RouteTable>]) {
+    let mut releases: Vec<(&str, u64)> = Vec::new();
+    for r in tables.iter().flat_map(|t| t.releases.iter()) {
+        if !releases.contains(&(r.id.as_str(), r.since)) {
+            releases.push((r.id.as_str(), r.since));
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP gatehouse_release_requests_total Answers of requests under a gray release, by \
+         release, side and status class."
+    );
+    let _ = writeln!(o, "# TYPE gatehouse_release_requests_total counter");
+    for (id, since) in releases {
+        let mut t = Totals::default();
+        for r in tables
+            .iter()
+            .flat_map(|t| t.releases.iter())
+            .filter(|r| r.id == id && r.since == since)
+        {
+            r.add_to(&mut t);
+        }
+        for side in [Side::Stable, Side::Candidate] {
+            for (c, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "gatehouse_release_requests_total{{release=\"{}\",side=\"{}\",class=\"{class}\"}} {}",
+                    escape(id),
+                    side.name(),
+                    t.side(side).classes[c]
+                );
+            }
+        }
+    }
 }
 
 /// Every worker's counts of release `id` (as started at version `since`), summed.
@@ -415,6 +453,8 @@ pub fn render() -> String {
             let _ = writeln!(o, "{name}_count{{route=\"{}\"}} {cum}", escape(id));
         }
     }
+
+    render_releases(&mut o, &tables);
 
     let _ = writeln!(o, "# HELP gatehouse_gateway_answers_total Answers the gateway made itself, by error code (module denials, limits, upstream failures).");
     let _ = writeln!(o, "# TYPE gatehouse_gateway_answers_total counter");

@@ -11,6 +11,11 @@
 //! the route's stages". When a stage must see the body, [`Pipeline::run`] returns
 //! `Flow::NeedBody` and records in `ctx.resume_at` where to resume; the access layer reads the
 //! body and calls `run` again, so no stage runs twice.
+//!
+//! A route a gray release touches has two lists, stable and candidate, equal up to the
+//! release's switch ([`lists`], `crate::release`). At the switch the split records the side
+//! in `ctx.release`, and from there on (also after a resume) the request walks that side's
+//! list; positions are the same in both lists, so resume tokens need no side of their own.
 
 mod lists;
 

@@ -297,6 +297,19 @@ fn a_ten_percent_split_holds_over_10000_requests_and_sticks_per_key() {
     assert!(cand["latency_ms"]["p99"].as_f64().is_some(), "{v}");
     assert_eq!(next.request_count(), want_cand);
     assert_eq!(stable.request_count(), want_stable);
+    // The same counts in /metrics.
+    let (s, text) = {
+        let mut c = Conn::open(g.admin);
+        c.send(b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
+            .expect("send");
+        let r = c.read_response().expect("metrics");
+        (r.status, r.body_str())
+    };
+    assert_eq!(s, 200);
+    let line = format!(
+        "gatehouse_release_requests_total{{release=\"ten\",side=\"candidate\",class=\"2xx\"}} {want_cand}"
+    );
+    assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
 }
 
 #[test]
