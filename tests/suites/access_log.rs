@@ -96,7 +96,16 @@ fn file_lines_match_the_requests_sent() {
     let path = dir.0.join("access.log");
     let mut gw = Gateway::start(&config(up.addr(), 2, &file_log(&path, "")));
     // (request id, raw request, status, route, source, error, body bytes back)
-    let mut sent: Vec<(String, Vec<u8>, u16, Option<&str>, &str, Option<&str>, u64)> = Vec::new();
+    type Sent<'a> = (
+        String,
+        Vec<u8>,
+        u16,
+        Option<&'a str>,
+        &'a str,
+        Option<&'a str>,
+        u64,
+    );
+    let mut sent: Vec<Sent> = Vec::new();
     for i in 0..20 {
         let id = format!("get-{i}");
         let raw =
@@ -339,10 +348,7 @@ fn read_frames(s: &mut TcpStream, n: usize) -> Vec<String> {
         let k = s.read(&mut buf).expect("frames");
         assert!(k > 0, "receiver closed");
         data.extend_from_slice(&buf[..k]);
-        loop {
-            let Some(sp) = data.iter().position(|b| *b == b' ') else {
-                break;
-            };
+        while let Some(sp) = data.iter().position(|b| *b == b' ') {
             let len: usize = std::str::from_utf8(&data[..sp])
                 .unwrap()
                 .parse()
