@@ -1,7 +1,7 @@
 //! Gray releases through the real binary (docs/releases.md): a route release by header match
 //! with promote and rollback, a 10% split over 10,000 requests that sticks per key with its
 //! per-side counters, a module release, and the guard rolling back a candidate that answers
-//! 500s (recorded in the audit log).
+//! 500s (recorded in the audit log); a running release survives a restart.
 
 use gatehouse_tests::*;
 use serde_json::{json, Value};
@@ -33,12 +33,14 @@ impl Api {
 /// (`/api/*`, with a header module), `next` behind upstream `next` for candidates. Two
 /// workers, so every check covers the summing of per-core counters.
 fn setup(next: Backend) -> (Gateway, Backend, Backend) {
-    let stable = Backend::start(|r| {
-        let v = r.header("x-v").unwrap_or("-").to_string();
-        Reply::Respond(Response::ok(format!("stable {v}")))
-    });
-    let cfg = format!(
-        "[server]\nworkers = 2\nlisten = [\"{{listen}}\"]\nstate_dir = \"{{state_dir}}\"\n\
+    let stable = named("stable");
+    let g = Gateway::start(&config("{state_dir}", &stable, &next));
+    (g, stable, next)
+}
+
+fn config(state_dir: &str, stable: &Backend, next: &Backend) -> String {
+    format!(
+        "[server]\nworkers = 2\nlisten = [\"{{listen}}\"]\nstate_dir = \"{state_dir}\"\n\
          [admin]\nlisten = \"{{admin}}\"\n\
          [[upstreams]]\nid = \"up\"\nnodes = [{{ addr = \"{}\" }}]\n\
          [[upstreams]]\nid = \"next\"\nnodes = [{{ addr = \"{}\" }}]\n\
@@ -47,8 +49,7 @@ fn setup(next: Backend) -> (Gateway, Backend, Backend) {
          [[routes]]\nid = \"other\"\npaths = [\"/other\"]\nupstream = \"up\"\n",
         stable.addr(),
         next.addr()
-    );
-    (Gateway::start(&cfg), stable, next)
+    )
 }
 
 fn named(name: &'static str) -> Backend {
@@ -414,4 +415,35 @@ fn the_guard_rolls_back_a_candidate_that_answers_500s() {
     assert_eq!(rec["who"], "guard", "{rec}");
     assert_eq!(rec["path"], "/admin/v1/releases/risky/rollback");
     assert!(g.stderr().contains("guard rolled back release risky"));
+}
+
+#[test]
+fn a_running_release_survives_a_restart() {
+    let (stable, next) = (named("stable"), named("next"));
+    let state = TempDir::new("releases-restart");
+    let dir = state.0.join("state").display().to_string();
+    let g = Gateway::start(&config(&dir, &stable, &next));
+    let mut api = Api::open(&g);
+    let body = json!({"target": "routes/api", "candidate": candidate_route(),
+                      "split": {"header": "X-Canary"}})
+    .to_string();
+    let (s, v) = api.call("PUT", "/admin/v1/releases/kept", &body);
+    assert_eq!(s, 201, "{v}");
+    drop(api);
+    drop(g);
+
+    let g = Gateway::start(&config(&dir, &stable, &next));
+    let mut api = Api::open(&g);
+    let (s, v) = api.call("GET", "/admin/v1/releases/kept", "");
+    assert_eq!((s, v["state"].as_str()), (200, Some("running")), "{v}");
+    assert_eq!(
+        v["counters"]["candidate"]["requests"], 0,
+        "counters start again: {v}"
+    );
+    let mut c = Conn::open(g.addr);
+    assert_eq!(
+        get_with(&mut c, "/api/a", "X-Canary: 1\r\n"),
+        (200, "next 1".into())
+    );
+    assert_eq!(get_with(&mut c, "/api/a", ""), (200, "stable 1".into()));
 }
