@@ -87,7 +87,7 @@ fn greeter() -> RawPeer {
             "close" => return None,
             _ => {
                 let times = c.int(2).unwrap_or(1);
-                string_reply("hello", seq, &format!("hello {name} x{times}"))
+                string_reply(&plain, seq, &format!("{plain} {name} x{times}"))
             }
         };
         Out::now(bytes)
@@ -320,6 +320,49 @@ fn keep_alive_and_pipelined_requests_on_a_thrift_route() {
     let g2 = Gateway::start(&greeter_config(dead, ""));
     assert_gateway_error(&get(g2.addr, "/hello/x"), 502, "upstream_failed");
     assert_gateway_error(&get(g2.addr, "/hello/x"), 502, "upstream_failed");
+}
+
+/// An admin API call → (status, JSON body or null).
+fn admin(g: &Gateway, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let r = roundtrip(
+        g.admin,
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    (r.status, r.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn idl_changed_through_the_admin_api_is_checked_then_served_at_once() {
+    let peer = greeter();
+    let g = Gateway::start(&greeter_config(peer.addr, ""));
+    let bad = json!({"files": [{"name": "greeter.thrift",
+        "text": "service Greeter {\n  string hello(1: string name),\n  Nope shout(1: string name),\n}\n"}]});
+    let (s, v) = admin(&g, "PUT", "/admin/v1/services/greeter", &bad.to_string());
+    assert_eq!(s, 400, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap_or("");
+    assert!(msg.contains("greeter.thrift:3:") && msg.contains("Nope"), "{v}");
+    // The old IDL still serves.
+    assert_eq!(json_of(&get(g.addr, "/hello/x")), json!("hello x x1"));
+    let good = json!({"files": [{"name": "greeter.thrift", "text": format!(
+        "{GREETER}\nservice Loud {{ string shout(1: required string name) }}\n")}]});
+    let (s, v) = admin(&g, "PUT", "/admin/v1/services/greeter", &good.to_string());
+    assert_eq!(s, 200, "{v}");
+    let route = json!({"paths": ["/shout/{name}"], "upstream": "greeter",
+                       "service": "greeter", "method": "Loud.shout"});
+    let (s, v) = admin(&g, "PUT", "/admin/v1/routes/shout", &route.to_string());
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(json_of(&get(g.addr, "/shout/ann")), json!("shout ann x1"));
+    let route = json!({"paths": ["/nope"], "upstream": "greeter", "service": "greeter",
+                       "method": "Loud.whisper"});
+    let (s, v) = admin(&g, "PUT", "/admin/v1/routes/nope", &route.to_string());
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or("").contains("whisper"), "{v}");
+    let (s, v) = admin(&g, "DELETE", "/admin/v1/services/greeter", "");
+    assert_eq!(s, 409, "a route still uses it: {v}");
 }
 
 #[test]
