@@ -344,7 +344,10 @@ fn idl_changed_through_the_admin_api_is_checked_then_served_at_once() {
     let (s, v) = admin(&g, "PUT", "/admin/v1/services/greeter", &bad.to_string());
     assert_eq!(s, 400, "{v}");
     let msg = v["error"]["message"].as_str().unwrap_or("");
-    assert!(msg.contains("greeter.thrift:3:") && msg.contains("Nope"), "{v}");
+    assert!(
+        msg.contains("greeter.thrift:3:") && msg.contains("Nope"),
+        "{v}"
+    );
     // The old IDL still serves.
     assert_eq!(json_of(&get(g.addr, "/hello/x")), json!("hello x x1"));
     let good = json!({"files": [{"name": "greeter.thrift", "text": format!(
@@ -360,7 +363,13 @@ fn idl_changed_through_the_admin_api_is_checked_then_served_at_once() {
                        "method": "Loud.whisper"});
     let (s, v) = admin(&g, "PUT", "/admin/v1/routes/nope", &route.to_string());
     assert_eq!(s, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap_or("").contains("whisper"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("whisper"),
+        "{v}"
+    );
     let (s, v) = admin(&g, "DELETE", "/admin/v1/services/greeter", "");
     assert_eq!(s, 409, "a route still uses it: {v}");
 }

@@ -22,6 +22,8 @@
 //! directly (no search) and the generation tells a current reply from a late one (an older
 //! generation, or the current one after the slot was freed) and from one never issued.
 
+#[cfg(test)]
+mod alloc_tests;
 mod conn;
 #[cfg(test)]
 mod tests;

@@ -23,7 +23,7 @@ fn limits() -> Limits {
     }
 }
 
-fn settings(in_flight: usize, conns: usize) -> NodeSettings {
+pub(super) fn settings(in_flight: usize, conns: usize) -> NodeSettings {
     NodeSettings {
         max_in_flight: in_flight,
         max_connections: conns,
@@ -70,14 +70,14 @@ fn read_reply(p: Protocol, t: Transport, msg: &[u8]) -> (i32, i64) {
 
 /// Serves Thrift calls on loopback; `shuffle` answers every call read in one go in a
 /// scrambled order (a server processing a connection's calls concurrently).
-struct Server {
-    addr: SocketAddr,
+pub(super) struct Server {
+    pub(super) addr: SocketAddr,
     conns: Arc<AtomicUsize>,
     /// Replies written in another order than their calls came.
     reordered: Arc<AtomicUsize>,
 }
 
-fn server(p: Protocol, t: Transport, shuffle: bool, handler: Arc<Handler>) -> Server {
+pub(super) fn server(p: Protocol, t: Transport, shuffle: bool, handler: Arc<Handler>) -> Server {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let conns = Arc::new(AtomicUsize::new(0));
@@ -169,15 +169,15 @@ fn serve_conn(
 }
 
 /// Echoes the argument back to every call, in order.
-fn echo(p: Protocol, t: Transport) -> Arc<Handler> {
+pub(super) fn echo(p: Protocol, t: Transport) -> Arc<Handler> {
     Arc::new(move |seq, name: &str, v| (reply(p, t, name, seq, v), 0))
 }
 
 /// The pool plus a poll loop and a clock, as a worker would run them.
-struct Harness {
+pub(super) struct Harness {
     poll: Poll,
     events: Events,
-    pool: MuxPool,
+    pub(super) pool: MuxPool,
     ready: Vec<usize>,
     start: Instant,
     /// Run the pool's periodic sweep on each turn (as the worker does).
@@ -185,7 +185,7 @@ struct Harness {
 }
 
 impl Harness {
-    fn new() -> Harness {
+    pub(super) fn new() -> Harness {
         Harness {
             poll: Poll::new().unwrap(),
             events: Events::with_capacity(256),
@@ -201,7 +201,14 @@ impl Harness {
     }
 
     /// Builds and submits a call carrying `v`, with caller seqid `seq`.
-    fn call(&mut self, key: NodeKey, s: &NodeSettings, name: &str, v: i64, seq: i32) -> CallId {
+    pub(super) fn call(
+        &mut self,
+        key: NodeKey,
+        s: &NodeSettings,
+        name: &str,
+        v: i64,
+        seq: i32,
+    ) -> CallId {
         self.call_kind(key, s, name, v, seq, false).0
     }
 
@@ -249,7 +256,7 @@ impl Harness {
         done(&self.pool)
     }
 
-    fn turn(&mut self, t: Duration) {
+    pub(super) fn turn(&mut self, t: Duration) {
         self.poll.poll(&mut self.events, Some(t)).unwrap();
         let now = self.now();
         for e in self.events.iter() {
@@ -270,7 +277,7 @@ impl Harness {
         self.pool.take_ready(&mut self.ready);
     }
 
-    fn finish(&mut self, id: CallId) {
+    pub(super) fn finish(&mut self, id: CallId) {
         let now = self.now();
         self.pool.finish(self.poll.registry(), now, id);
     }
