@@ -29,7 +29,11 @@ service Greeter {
 
 /// The byte-level peer's answers, chosen by the `name` argument.
 fn greeter() -> RawPeer {
-    RawPeer::start(Box::new(|c| {
+    RawPeer::start(greeter_answers())
+}
+
+fn greeter_answers() -> raw::Answer {
+    Box::new(|c| {
         let name = c.string(1).unwrap_or("");
         let plain = c.name.rsplit(':').next().unwrap_or("").to_string();
         let seq = c.seqid;
@@ -91,7 +95,7 @@ fn greeter() -> RawPeer {
             }
         };
         Out::now(bytes)
-    }))
+    })
 }
 
 fn greeter_config(peer: SocketAddr, upstream_extra: &str) -> String {
@@ -296,6 +300,34 @@ fn on_a_multiplexed_connection_a_bad_reply_fails_only_its_own_call() {
             _ => assert_eq!(json_of(&r), json!(format!("hello {n} x1")), "{n}"),
         }
     }
+}
+
+#[test]
+fn replies_out_of_order_on_one_connection_each_reach_their_request() {
+    // Eight calls in flight on one connection; the peer answers each batch last call first.
+    let peer = RawPeer::start_batched(greeter_answers(), 8);
+    let g = Gateway::start(&greeter_config(
+        peer.addr,
+        "max_in_flight = 8\nmax_connections = 1",
+    ));
+    for round in 0..5 {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let addr = g.addr;
+                std::thread::spawn(move || (i, get(addr, &format!("/hello/r{round}c{i}"))))
+            })
+            .collect();
+        for h in handles {
+            let (i, r) = h.join().unwrap();
+            assert_eq!(json_of(&r), json!(format!("hello r{round}c{i} x1")));
+        }
+    }
+    assert_eq!(peer.seen().len(), 40);
+    let reversed = peer.reversed.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        reversed >= 3,
+        "only {reversed} batches came back out of order"
+    );
 }
 
 #[test]

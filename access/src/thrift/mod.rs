@@ -186,6 +186,7 @@ pub(crate) fn start(s: &mut Session, env: &mut Env, mut ex: Box<Exchange>, snap:
         call: Some(id),
         deadline: env.now + timeout,
     };
+    ex.up_sent_us = env.now_us;
     ex.snap = Some(snap);
     s.ex = Some(ex);
     s.phase = Phase::Thrift;
@@ -292,7 +293,29 @@ pub(crate) fn step(s: &mut Session, env: &mut Env) -> Step {
     ex.thrift.call = None;
     ex.ctx.status = status;
     snap.pipeline.on_response(&mut ex.ctx);
+    if let Some(ex) = s.ex.take() {
+        account(s, env, &ex, status);
+        recycle(ex, env);
+    }
     end(s, env, close)
+}
+
+/// Counts and logs an answer the route wrote itself, as `finish_exchange` does for proxied
+/// answers (the gateway's fixed errors are counted by `http::answer`).
+fn account(s: &Session, env: &mut Env, ex: &Exchange, status: u16) {
+    let version = ex.snap.as_ref().map_or(0, |v| v.version);
+    if ex.ctx.matched && version == env.routes.version {
+        if let Some(r) = env.routes.routes.get(ex.ctx.route.route) {
+            r.count(status);
+            r.latency.observe(env.now_us.saturating_sub(ex.started_us));
+            if ex.up_sent_us > 0 {
+                r.upstream_latency
+                    .observe(env.now_us.saturating_sub(ex.up_sent_us));
+            }
+        }
+    }
+    crate::access_log::finished(s, env, ex, status);
+    crate::stats::count_release(env, ex, version, status);
 }
 
 /// The call's deadline passed: free its place and answer 504.
@@ -379,6 +402,7 @@ fn bad_request(
         close,
         head_only,
     );
+    account(s, env, &ex, 400);
     recycle(ex, env);
     end(s, env, close)
 }

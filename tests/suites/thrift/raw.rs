@@ -5,6 +5,7 @@
 use parking_lot::Mutex;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,22 +58,35 @@ pub type Answer = Box<dyn Fn(&Call) -> Option<Out> + Send + Sync>;
 pub struct RawPeer {
     pub addr: SocketAddr,
     pub calls: Arc<Mutex<Vec<Call>>>,
+    /// Batches of more than one call answered last first.
+    pub reversed: Arc<AtomicUsize>,
 }
 
 impl RawPeer {
     pub fn start(answer: Answer) -> RawPeer {
+        RawPeer::start_batched(answer, 1)
+    }
+
+    /// A peer that answers up to `batch` calls of a connection at once, last call first
+    /// (a server processing one connection's calls concurrently): replies come out of order.
+    pub fn start_batched(answer: Answer, batch: usize) -> RawPeer {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let calls = Arc::new(Mutex::new(Vec::new()));
         let answer = Arc::new(answer);
-        let seen = calls.clone();
+        let reversed = Arc::new(AtomicUsize::new(0));
+        let (seen, rev) = (calls.clone(), reversed.clone());
         std::thread::spawn(move || {
             for s in l.incoming().flatten() {
-                let (answer, seen) = (answer.clone(), seen.clone());
-                std::thread::spawn(move || serve(s, &answer, &seen));
+                let (answer, seen, rev) = (answer.clone(), seen.clone(), rev.clone());
+                std::thread::spawn(move || serve(s, &answer, &seen, batch, &rev));
             }
         });
-        RawPeer { addr, calls }
+        RawPeer {
+            addr,
+            calls,
+            reversed,
+        }
     }
 
     pub fn seen(&self) -> Vec<Call> {
@@ -80,35 +94,73 @@ impl RawPeer {
     }
 }
 
-fn serve(mut s: TcpStream, answer: &Answer, seen: &Mutex<Vec<Call>>) {
+fn serve(
+    mut s: TcpStream,
+    answer: &Answer,
+    seen: &Mutex<Vec<Call>>,
+    batch: usize,
+    reversed: &AtomicUsize,
+) {
     let _ = s.set_nodelay(true);
+    let mut pending: Vec<Call> = Vec::new();
     loop {
-        let mut len = [0u8; 4];
-        if s.read_exact(&mut len).is_err() {
-            return;
-        }
-        let n = i32::from_be_bytes(len);
-        if !(0..=1 << 20).contains(&n) {
-            return;
-        }
-        let mut frame = vec![0u8; n as usize];
-        if s.read_exact(&mut frame).is_err() {
-            return;
-        }
-        let Some(call) = parse_call(&frame) else {
-            return;
+        // With calls waiting, a pause in the stream means the batch is complete.
+        let wait = (!pending.is_empty()).then_some(Duration::from_millis(50));
+        let _ = s.set_read_timeout(wait);
+        let call = match read_call(&mut s) {
+            Ok(Some(c)) => Some(c),
+            Ok(None) => return,
+            Err(()) => None,
         };
-        seen.lock().push(call.clone());
-        match answer(&call) {
-            None => return,
-            Some(out) => {
-                std::thread::sleep(Duration::from_millis(out.pause));
-                if s.write_all(&out.bytes).is_err() || out.close {
-                    return;
+        if let Some(c) = call {
+            seen.lock().push(c.clone());
+            pending.push(c);
+            if pending.len() < batch {
+                continue;
+            }
+        }
+        if pending.len() > 1 {
+            reversed.fetch_add(1, Ordering::Relaxed);
+        }
+        while let Some(c) = pending.pop() {
+            match answer(&c) {
+                None => return,
+                Some(out) => {
+                    std::thread::sleep(Duration::from_millis(out.pause));
+                    if s.write_all(&out.bytes).is_err() || out.close {
+                        return;
+                    }
                 }
             }
         }
     }
+}
+
+/// One framed call: `Ok(None)` at end of stream or on junk, `Err` when the read timed out.
+fn read_call(s: &mut TcpStream) -> Result<Option<Call>, ()> {
+    let mut len = [0u8; 4];
+    match s.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Err(())
+        }
+        Err(_) => return Ok(None),
+    }
+    let _ = s.set_read_timeout(None);
+    let n = i32::from_be_bytes(len);
+    if !(0..=1 << 20).contains(&n) {
+        return Ok(None);
+    }
+    let mut frame = vec![0u8; n as usize];
+    if s.read_exact(&mut frame).is_err() {
+        return Ok(None);
+    }
+    Ok(parse_call(&frame))
 }
 
 /// Reads a strict binary call header and a flat argument struct (strings and i64s kept,
