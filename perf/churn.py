@@ -207,11 +207,17 @@ def main(argv):
     max_s = float(opts["--max-s"])
     admin = Admin(*hostport(opts["--admin"]))
     # The module the extra route uses must exist before the first PUT route; it is made here,
-    # before the load, in both runs, so both start from the same config shape.
+    # before the load, in every run, so all start from the same config.
     st, _, _, text = admin.call("PUT", "/admin/v1/modules/perf-extra-mod",
                                 {"kind": "rate_limit", "rate": 1000000, "burst": 1000})
     if st not in (200, 201):
         raise SystemExit(f"churn.py: setting up the extra module failed: {st} {text}")
+    # The upstream back to its start value, so the first upstream PUT of the cycle is a real
+    # change even after an earlier churn.py left the other value.
+    st, _, _, text = admin.call("PUT", "/admin/v1/upstreams/up",
+                                {"nodes": [{"addr": opts["--upstream"]}], "connect_timeout_ms": 3000})
+    if st not in (200, 201):
+        raise SystemExit(f"churn.py: resetting the upstream failed: {st} {text}")
     st, _, _, text = admin.call("DELETE", "/admin/v1/routes/perf-extra")
     if st not in (204, 404):
         raise SystemExit(f"churn.py: removing a leftover extra route failed: {st} {text}")

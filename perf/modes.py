@@ -14,6 +14,7 @@ Subcommands:
   calls-record RUNS key=value...   one wrk run of calls mode -> JSON line + table row
   reconfig-record RUNS key=value...  one wrk run of reconfig mode (+ churn.py's result)
   summary RUNS OUT key=value...    medians and verdicts of calls/reconfig, JSON summary
+  nginx-accepts URL                the "accepts" counter of an nginx stub_status page
   wrk-lua OUT [--header 'Name: v']... [--pace-ms N]
                                    writes a wrk Lua script: fixed headers, optional pacing
                                    (each connection waits N ms before each request), and a
@@ -93,6 +94,21 @@ def check(url, status, length, headers, source=None):
               f"{len(body)} bytes ({body[:120]!r}), want {status} and {length}", file=sys.stderr)
         return 1
     return 0
+
+
+def nginx_accepts(url):
+    """The accepts counter of an nginx stub_status page (third line: accepts handled requests)."""
+    with harness.OPENER.open(url, timeout=5) as resp:
+        text = resp.read().decode()
+    return parse_accepts(text)
+
+
+def parse_accepts(text):
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith("server accepts") and i + 1 < len(lines):
+            return int(lines[i + 1].split()[0])
+    raise SystemExit(f"no accepts counter in {text!r}")
 
 
 def wrk_lua(headers, pace_ms):
@@ -190,6 +206,7 @@ def reconfig_record(runs_path, fields):
     rec["changes"] = fields.get("changes") == "on"
     rec["target_rps"] = float(fields["target_rps"]) if fields.get("target_rps") else None
     rec["max_rps"] = float(fields["max_rps"]) if fields.get("max_rps") else None
+    rec["upstream_accepts"] = int(fields["upstream_accepts"]) if fields.get("upstream_accepts") else None
     rec["load_pct_of_max"] = ratio(rec["rps"], rec["max_rps"])
     if rec["load_pct_of_max"] is not None:
         rec["load_pct_of_max"] *= 100
@@ -202,6 +219,7 @@ def reconfig_record(runs_path, fields):
                       fmt(rec["cpu_us_per_req"], ".1f"),
                       "; ".join(notes_of(rec) + [
                           f"{c['changes_ok']}/{c['changes']} changes 2xx",
+                          f"{rec['upstream_accepts']} new upstream conns",
                           f"probe {c['probe_ok']}/{c['probe_sent']} ok, "
                           f"{'same connection open' if c['probe_conn_open_at_end'] else 'CONNECTION LOST'}"])),
           flush=True)
@@ -336,7 +354,14 @@ def summary_reconfig(runs, meta):
             "probe_answers_ok": sum(r["churn"]["probe_ok"] for r in runs),
             "probe_requests": sum(r["churn"]["probe_sent"] for r in runs),
             "load_pct_of_max": median_of(chg, "load_pct_of_max"),
+            "upstream_conns_opened_with_changes": sum(r.get("upstream_accepts") or 0 for r in chg),
+            "upstream_conns_opened_without": sum(r.get("upstream_accepts") or 0 for r in base),
         }
+        if meta.get("idle_churn_changes"):
+            n, ms = int(meta["idle_churn_changes"]), float(meta["idle_churn_cpu_ms"])
+            verdict["idle_cpu_ms_per_change"] = ms / n if n else None
+            print(f"\nOn the idle gateway: {n} changes took {ms:g} ms of its CPU = "
+                  f"{fmt(verdict['idle_cpu_ms_per_change'], '.2f')} ms per change")
         print(f"\nWith changes: {verdict['non2xx']} non-2xx, {verdict['socket_errors']} socket "
               f"errors; p99 x{fmt(verdict['p99_ratio_changes_over_baseline'], '.2f')} of the run "
               f"without changes; {changes - bad}/{changes} admin changes answered 2xx "
@@ -344,23 +369,25 @@ def summary_reconfig(runs, meta):
               f"{fmt(verdict['change_answer_ms_p50'], '.1f')} ms, max "
               f"{fmt(verdict['change_answer_ms_max'], '.1f')} ms); keep-alive probe "
               f"{verdict['probe_answers_ok']}/{verdict['probe_requests']} answered 200, "
-              f"{'still open on the same connection' if verdict['keepalive_probe_open_at_end'] else 'CONNECTION LOST'}")
+              f"{'still open on the same connection' if verdict['keepalive_probe_open_at_end'] else 'CONNECTION LOST'}; "
+              f"the gateway opened {verdict['upstream_conns_opened_with_changes']} upstream "
+              f"connections with changes, {verdict['upstream_conns_opened_without']} without")
     if any(r["churn"].get("sampler") for r in runs):
         print(f"\nSampler: one request every {runs[0]['churn'].get('sampler_every_ms', '?'):g} ms on its "
               "own connection (python client, so ~0.1 ms of its own), split into those sent in the\n"
               "100 ms after a change (without changes: after the moments a change would have been "
               "made) and the rest")
-        print("{:<14} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}".format(
-            "run", "round", "n after", "p50", "p99", "max", "n rest", "p99", "max"))
+        print("{:<14} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}".format(
+            "run", "round", "n after", "p50", "p99", "max", "n rest", "p50", "p99", "max"))
         for r in runs:
             sm = r["churn"].get("sampler")
             if not sm:
                 continue
             a, b = sm["after_change"], sm["between_changes"]
-            print("{:<14} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}".format(
+            print("{:<14} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}".format(
                 r["case"], r["round"], a["samples"], fmt(a["p50_ms"], ".3f"),
                 fmt(a["p99_ms"], ".3f"), fmt(a["max_ms"], ".2f"), b["samples"],
-                fmt(b["p99_ms"], ".3f"), fmt(b["max_ms"], ".2f")))
+                fmt(b["p50_ms"], ".3f"), fmt(b["p99_ms"], ".3f"), fmt(b["max_ms"], ".2f")))
     return {"scenarios": {"reconfig": {"median": meds}}, "verdict": verdict}
 
 
@@ -404,7 +431,9 @@ def selftest():
     s = socket.socket()
     s.bind(("127.0.0.99", 0))
     s.close()
-    print("modes selftest: 8 passed, 0 failed")
+    assert parse_accepts("Active connections: 3 \nserver accepts handled requests\n 17 17 99 \n"
+                         "Reading: 0 Writing: 1 Waiting: 2 \n") == 17
+    print("modes selftest: 9 passed, 0 failed")
 
 
 def main(argv):
@@ -416,6 +445,8 @@ def main(argv):
     elif cmd == "check":
         headers, source, rest = parse_headers(args)
         return check(rest[0], int(rest[1]), int(rest[2]), headers, source)
+    elif cmd == "nginx-accepts":
+        print(nginx_accepts(args[0]))
     elif cmd == "wrk-lua":
         headers, _, rest = parse_headers(args)
         pace = 0

@@ -47,6 +47,9 @@
 #                                    other sessions' builds on the shared CPUs distort the
 #                                    figures less (harness.py boosted says why all three)
 #   KEEP_WORK=1                      keep the temp dir (configs, logs, raw wrk output)
+#   GATEWAY_SOURCE=TEXT              recorded in the JSON: where the gateway binary came from
+#   MAX_S=10 PACE_MS=1 IDLE_CHURN_S=10  reconfig mode: seconds of the max run; pacing per
+#                                    request; seconds of changes on the idle gateway
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -263,6 +266,8 @@ http {
     location = /64k { }
     # POST 2 KiB: 'return' reads and discards the body, keeping the connection alive.
     location = /post { return 200 "$BODY100"; }
+    # Connections accepted so far (reconfig mode: does a change make the gateway reconnect?).
+    location = /_status { stub_status; }
   }
 }
 EOF
@@ -515,6 +520,9 @@ meta=("mode=$MODE" "proxies=$PROXIES" "gatehouse_cmd=$GATEHOUSE_CMD" "duration=$
   "load_cpu=$LOAD_CPU" "nice=$NICE" "slice_us=$SLICE_US"
   "cpu_note=${cpu_note%; }" "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   "git=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
+  # Which gateway build ran: the binary's time, and GATEWAY_SOURCE (free text, e.g. the commit
+  # it was built from when that differs from the work tree's HEAD).
+  "gateway_built=$(stat -c %y "${GATEHOUSE_CMD%% *}" 2>/dev/null || echo -)" "gateway_source=${GATEWAY_SOURCE:-}"
   "host=$(uname -r), $NCPU cpus" "nginx=$(nginx -v 2>&1 | sed 's/.*: //')"
   "wrk=$( (wrk -v 2>&1 || true) | head -n1 | cut -d' ' -f1-2)" "scenarios=$SCENARIOS"
   "call_conns=$CALL_CONNS" "call_delays_us=$CALL_DELAYS_US" "target_pct=$TARGET_PCT" "change_ms=$CHANGE_MS")

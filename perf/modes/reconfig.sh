@@ -13,18 +13,25 @@
 #      seconds each, in alternating order; churn.py makes the changes and keeps one keep-alive
 #      probe connection (opened before the run, a request every second) that must survive.
 #
+# Before the load, changes are also made for IDLE_CHURN_S on the idle gateway: its CPU time
+# over that span is what a change costs the process, with no traffic to blur it.
+#
+# The upstream nginx's stub_status counts the connections the gateway opened to it during each
+# run: a change that made the gateway drop its pooled connections shows there.
+#
 # Verdicts: non-2xx and socket errors (must be 0), p99 with changes / p99 without (within 2x),
 # every admin change answered 2xx, the probe connection still open at the end.
 
 MAX_S=${MAX_S:-10}
 PACE_MS=${PACE_MS:-1}
+IDLE_CHURN_S=${IDLE_CHURN_S:-10}
 
 # wrk_rps FILE: the req/s of a wrk run.
 wrk_rps() { "${PY[@]}" parse-wrk "$1" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["rps"]))'; }
 
-# churn_run CHANGES(on|off) ROUND: one paced wrk run with churn.py beside it.
-churn_run() {
-  local changes=$1 r=$2 tag="$1-$2" churn_pid
+# churn_start CHANGES(on|off) TAG: starts churn.py and waits for its `ready` (CHURN_PID).
+churn_start() {
+  local changes=$1 tag=$2 churn_pid
   rm -f "$WORK/churn.in"; mkfifo "$WORK/churn.in"
   setsid taskset -c "$LOAD_CPU" "${BOOST[@]}" python3 "$HERE/churn.py" --admin "127.0.0.1:$ADMIN_PORT" \
     --proxy "127.0.0.1:${PORT[gatehouse]}" --upstream "127.0.0.1:$UP_PORT" --changes "$changes" \
@@ -40,18 +47,63 @@ churn_run() {
     sleep 0.1
   done
   grep -q '^ready' "$WORK/churn-$tag.out" || die "churn.py not ready after 30 s"
-  timed_wrk "$WORK/wrk-$tag.txt" "$DURATION" gatehouse /100 "$WORK/paced.lua"
+  CHURN_PID=$churn_pid
+}
+
+# churn_stop TAG: closes churn.py's stdin and waits for it to write its result.
+churn_stop() {
   exec 7>&-
   HOLD_FD_OPEN=0
-  for _ in $(seq 300); do kill -0 "$churn_pid" 2>/dev/null || break; sleep 0.1; done
-  wait "$churn_pid" || die "churn.py exited with an error: $(cat "$WORK/churn-$tag.err")"
+  for _ in $(seq 300); do kill -0 "$CHURN_PID" 2>/dev/null || break; sleep 0.1; done
+  wait "$CHURN_PID" || die "churn.py exited with an error: $(cat "$WORK/churn-$1.err")"
+}
+
+# churn_run CHANGES(on|off) ROUND: one paced wrk run with churn.py beside it.
+churn_run() {
+  local changes=$1 r=$2 tag="$1-$2" a0 a1
+  churn_start "$changes" "$tag"
+  a0=$("${MODPY[@]}" nginx-accepts "http://127.0.0.1:$UP_PORT/_status")
+  timed_wrk "$WORK/wrk-$tag.txt" "$DURATION" gatehouse /100 "$WORK/paced.lua"
+  a1=$("${MODPY[@]}" nginx-accepts "http://127.0.0.1:$UP_PORT/_status")
+  churn_stop "$tag"
   "${MODPY[@]}" reconfig-record "$RUNS" case="changes-$changes" proxy=gatehouse round="$r" \
     conns="$WRK_CONNS" changes="$changes" "measured=${MEASURED[gatehouse]}" "${TIMING[@]}" \
-    wrk="$WORK/wrk-$tag.txt" churn="$WORK/churn-$tag.json" target_rps="$TARGET_RPS" max_rps="$MAX_RPS"
+    wrk="$WORK/wrk-$tag.txt" churn="$WORK/churn-$tag.json" target_rps="$TARGET_RPS" max_rps="$MAX_RPS" \
+    upstream_accepts=$((a1 - a0))
+}
+
+# idle_churn_cost: changes on the idle gateway for IDLE_CHURN_S, less the CPU of the same span
+# without changes; sets IDLE_CHANGES and
+# IDLE_CPU_MS (globals, not printed: churn.py must be started by this shell, not a subshell,
+# so the exit trap can stop it).
+# The process's CPU ticks over that time are what the changes cost it (admin thread, store,
+# publication, every worker adopting the versions), with no traffic to blur them.
+idle_churn_cost() {
+  local t0 t1
+  # The same span with no change first: the idle gateway's own ticking, subtracted below.
+  # shellcheck disable=SC2046
+  t0=$("${PY[@]}" ticks $(measured_pids gatehouse))
+  sleep "$IDLE_CHURN_S"
+  # shellcheck disable=SC2046
+  t1=$("${PY[@]}" ticks $(measured_pids gatehouse))
+  IDLE_QUIET_TICKS=$((t1 - t0))
+  churn_start on idle
+  # shellcheck disable=SC2046
+  t0=$("${PY[@]}" ticks $(measured_pids gatehouse))
+  sleep "$IDLE_CHURN_S"
+  churn_stop idle
+  # shellcheck disable=SC2046
+  t1=$("${PY[@]}" ticks $(measured_pids gatehouse))
+  read -r IDLE_CHANGES IDLE_CPU_MS < <(python3 -c 'import json,os,sys; c=json.load(open(sys.argv[1]))["changes"]; ms=(int(sys.argv[3])-int(sys.argv[2])-int(sys.argv[4]))*1e3/os.sysconf("SC_CLK_TCK"); print(c, round(ms, 1))' \
+    "$WORK/churn-idle.json" "$t0" "$t1" "$IDLE_QUIET_TICKS")
 }
 
 run_reconfig_mode() {
   local r0 n r i probes first second
+  idle_churn_cost
+  say "reconfig: on the idle gateway, $IDLE_CHANGES changes in $IDLE_CHURN_S s took $IDLE_CPU_MS ms of its CPU (beyond its $IDLE_QUIET_TICKS ticks of a quiet span)"
+  meta+=("idle_churn_s=$IDLE_CHURN_S" "idle_churn_changes=$IDLE_CHANGES" "idle_churn_cpu_ms=$IDLE_CPU_MS"
+    "idle_quiet_ticks=$IDLE_QUIET_TICKS")
   [ "$WARMUP" -gt 0 ] && run_wrk "$WORK/warm.txt" "$WARMUP" gatehouse /100
   timed_wrk "$WORK/max.txt" "$MAX_S" gatehouse /100
   MAX_RPS=$(wrk_rps "$WORK/max.txt")
