@@ -27,6 +27,7 @@ last probe request, and writes a JSON result to --out.
 
 Usage: churn.py --admin H:P --proxy H:P --upstream H:P --changes on|off --out FILE
                 [--interval-ms 250] [--probe-s 1] [--max-s 600] [--sample-ms 20]
+                [--upstream-max-idle 64]   (the upstream's max_idle, kept in every PUT)
 """
 
 import bisect
@@ -121,7 +122,7 @@ class Admin:
         return status, (time.monotonic() - t0) * 1e3, version, text[:300].decode("utf-8", "replace")
 
 
-def change(admin, step, cycle, upstream):
+def change(admin, step, cycle, upstream, max_idle):
     """The step-th change of the cycle; returns (label, status, ms, version, text)."""
     if step == 0:
         r = admin.call("PUT", "/admin/v1/routes/perf-extra",
@@ -129,7 +130,8 @@ def change(admin, step, cycle, upstream):
         return ("PUT route",) + r
     if step == 1:
         r = admin.call("PUT", "/admin/v1/upstreams/up",
-                       {"nodes": [{"addr": upstream}], "connect_timeout_ms": 3001 - cycle % 2})
+                       {"nodes": [{"addr": upstream}], "max_idle": max_idle,
+                        "connect_timeout_ms": 3001 - cycle % 2})
         return ("PUT upstream",) + r
     if step == 2:
         r = admin.call("PUT", "/admin/v1/modules/perf-extra-mod",
@@ -192,7 +194,8 @@ def hostport(text):
 
 
 def main(argv):
-    opts = {"--interval-ms": "250", "--probe-s": "1", "--max-s": "600", "--sample-ms": "20"}
+    opts = {"--interval-ms": "250", "--probe-s": "1", "--max-s": "600", "--sample-ms": "20",
+            "--upstream-max-idle": "64"}
     it = iter(argv)
     for a in it:
         if not a.startswith("--"):
@@ -215,7 +218,8 @@ def main(argv):
     # The upstream back to its start value, so the first upstream PUT of the cycle is a real
     # change even after an earlier churn.py left the other value.
     st, _, _, text = admin.call("PUT", "/admin/v1/upstreams/up",
-                                {"nodes": [{"addr": opts["--upstream"]}], "connect_timeout_ms": 3000})
+                                {"nodes": [{"addr": opts["--upstream"]}], "connect_timeout_ms": 3000,
+                                 "max_idle": int(opts["--upstream-max-idle"])})
     if st not in (200, 201):
         raise SystemExit(f"churn.py: resetting the upstream failed: {st} {text}")
     st, _, _, text = admin.call("DELETE", "/admin/v1/routes/perf-extra")
@@ -238,7 +242,8 @@ def main(argv):
     while stdin_open and time.monotonic() - start < max_s:  # bounded by --max-s
         now = time.monotonic()
         if changes_on and now >= next_change:
-            label, status, ms, version, text = change(admin, n % 4, n // 4, opts["--upstream"])
+            label, status, ms, version, text = change(admin, n % 4, n // 4, opts["--upstream"],
+                                                      int(opts["--upstream-max-idle"]))
             log.append({"t_s": now - start, "change": label, "status": status,
                         "ms": round(ms, 2), "version": version,
                         **({"body": text} if not 200 <= status < 300 else {})})

@@ -35,6 +35,7 @@ churn_start() {
   rm -f "$WORK/churn.in"; mkfifo "$WORK/churn.in"
   setsid taskset -c "$LOAD_CPU" "${BOOST[@]}" python3 "$HERE/churn.py" --admin "127.0.0.1:$ADMIN_PORT" \
     --proxy "127.0.0.1:${PORT[gatehouse]}" --upstream "127.0.0.1:$UP_PORT" --changes "$changes" \
+    --upstream-max-idle "$GW_MAX_IDLE" \
     --interval-ms "$CHANGE_MS" --max-s $((DURATION + 120)) --out "$WORK/churn-$tag.json" \
     <"$WORK/churn.in" >"$WORK/churn-$tag.out" 2>"$WORK/churn-$tag.err" &
   churn_pid=$!
