@@ -11,9 +11,11 @@ While wrk loads the gateway, this process:
                                                   between 3001 and 3000, so every PUT is a
                                                   real change: an identical PUT is a no-op)
       3. PUT    /admin/v1/modules/perf-extra-mod (a rate_limit whose rate toggles the same way)
-      4. DELETE /admin/v1/routes/perf-extra
-    and records each answer's status and time. Gray releases are not served by the gateway
-    yet, so the "release" change of the plan is not in the cycle.
+      4. PUT    /admin/v1/releases/perf-rel     (a gray release of the extra route: a
+                                                  candidate without its module, 10% by header)
+      5. POST   /admin/v1/releases/perf-rel/rollback
+      6. DELETE /admin/v1/routes/perf-extra
+    and records each answer's status and time.
 With --changes off only the probe runs, so the baseline run carries the same probe traffic.
 
 A sampler thread sends a request every --sample-ms on a second connection and records each
@@ -137,8 +139,21 @@ def change(admin, step, cycle, upstream, max_idle):
         r = admin.call("PUT", "/admin/v1/modules/perf-extra-mod",
                        {"kind": "rate_limit", "rate": 1000001 - cycle % 2, "burst": 1000})
         return ("PUT module",) + r
+    if step == 3:
+        r = admin.call("PUT", "/admin/v1/releases/perf-rel",
+                       {"target": "routes/perf-extra",
+                        "candidate": {"id": "perf-extra", "paths": ["/perf-extra/*"],
+                                      "upstream": "up", "modules": []},
+                        "split": {"percent": 10, "by": "header", "name": "X-User"}})
+        return ("PUT release",) + r
+    if step == 4:
+        r = admin.call("POST", "/admin/v1/releases/perf-rel/rollback")
+        return ("rollback release",) + r
     r = admin.call("DELETE", "/admin/v1/routes/perf-extra")
     return ("DELETE route",) + r
+
+
+STEPS = 6
 
 
 class Sampler(threading.Thread):
@@ -242,7 +257,7 @@ def main(argv):
     while stdin_open and time.monotonic() - start < max_s:  # bounded by --max-s
         now = time.monotonic()
         if changes_on and now >= next_change:
-            label, status, ms, version, text = change(admin, n % 4, n // 4, opts["--upstream"],
+            label, status, ms, version, text = change(admin, n % STEPS, n // STEPS, opts["--upstream"],
                                                       int(opts["--upstream-max-idle"]))
             log.append({"t_s": now - start, "change": label, "status": status,
                         "ms": round(ms, 2), "version": version,
