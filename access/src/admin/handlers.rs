@@ -98,35 +98,54 @@ pub fn get(state: &State, _: &Req, p: &Params) -> Answer {
     }
 }
 
-pub fn put(state: &State, req: &Req, p: &Params) -> Answer {
-    let Some((kind, id)) = kind_id(p) else {
-        return Answer::error(404, "no_such_path", "no kind", "");
-    };
+/// A PUT body: UTF-8 JSON, an object, whose `id` is the path's (filled in when left out;
+/// a different one is a 400). The path names the resource.
+pub(super) fn body_object(req: &Req, id: &str) -> Result<Map<String, Value>, Answer> {
     let Ok(text) = std::str::from_utf8(req.body) else {
-        return Answer::error(400, "invalid_json", "the body is not UTF-8", "");
+        return Err(Answer::error(
+            400,
+            "invalid_json",
+            "the body is not UTF-8",
+            "",
+        ));
     };
     let body: Value = match conf::parse_json(text, "") {
         Ok(v) => v,
-        Err(e) => return Answer::error(400, "invalid_json", e.message, &e.path),
+        Err(e) => return Err(Answer::error(400, "invalid_json", e.message, &e.path)),
     };
     let Value::Object(mut obj) = body else {
-        return Answer::error(400, "invalid", "the body must be a JSON object", "");
+        return Err(Answer::error(
+            400,
+            "invalid",
+            "the body must be a JSON object",
+            "",
+        ));
     };
-    // The path names the resource; a body may leave its id out, but may not contradict it.
     match obj.get("id") {
         None => {
             obj.insert("id".into(), json!(id));
         }
         Some(Value::String(s)) if s == id => {}
         Some(_) => {
-            return Answer::error(
+            return Err(Answer::error(
                 400,
                 "invalid",
                 format!("must equal the id in the path ({id:?})"),
                 "id",
-            )
+            ))
         }
     }
+    Ok(obj)
+}
+
+pub fn put(state: &State, req: &Req, p: &Params) -> Answer {
+    let Some((kind, id)) = kind_id(p) else {
+        return Answer::error(404, "no_such_path", "no kind", "");
+    };
+    let obj = match body_object(req, id) {
+        Ok(o) => o,
+        Err(a) => return a,
+    };
     match kinds::canonical(kind, &Value::Object(obj)) {
         Ok(item) => state.change(req, kind, id, Edit::Put(item)),
         Err(e) => Answer::error(400, "invalid", e.message, &e.path),

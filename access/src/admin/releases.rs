@@ -16,7 +16,7 @@
 //! so `GET` can still say what became of them.
 
 use super::answer::Answer;
-use super::handlers::with_version;
+use super::handlers::{body_object, with_version};
 use super::router::{Params, Req};
 use super::write::{Edit, Origin};
 use super::State;
@@ -113,30 +113,10 @@ pub fn get(state: &State, _: &Req, p: &Params) -> Answer {
 /// (409 otherwise); the candidate is read as the target's kind, its id filled in.
 pub fn put(state: &State, req: &Req, p: &Params) -> Answer {
     let id = p.id.unwrap_or("");
-    let Ok(text) = std::str::from_utf8(req.body) else {
-        return Answer::error(400, "invalid_json", "the body is not UTF-8", "");
+    let mut obj = match body_object(req, id) {
+        Ok(o) => o,
+        Err(a) => return a,
     };
-    let body: Value = match conf::parse_json(text, "") {
-        Ok(v) => v,
-        Err(e) => return Answer::error(400, "invalid_json", e.message, &e.path),
-    };
-    let Value::Object(mut obj) = body else {
-        return Answer::error(400, "invalid", "the body must be a JSON object", "");
-    };
-    match obj.get("id") {
-        None => {
-            obj.insert("id".into(), json!(id));
-        }
-        Some(Value::String(s)) if s == id => {}
-        Some(_) => {
-            return Answer::error(
-                400,
-                "invalid",
-                format!("must equal the id in the path ({id:?})"),
-                "id",
-            )
-        }
-    }
     let target = match obj.get("target") {
         Some(Value::String(t)) => t.clone(),
         Some(_) => return Answer::error(400, "invalid", "must be a string", "target"),
