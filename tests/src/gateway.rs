@@ -188,8 +188,18 @@ impl Gateway {
                     cfg.unwrap_or_default()
                 ));
             }
-            if let Ok(s) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)) {
-                return Ok(s);
+            // Only once this gateway says it listens: before that, the port can answer for
+            // someone else (a concurrent test that drew the same free port, or a TCP
+            // self-connect, which loopback allows when the source port equals the target).
+            if self
+                .stderr()
+                .contains(&format!("serving HTTP on {}", self.addr))
+            {
+                if let Ok(s) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)) {
+                    if s.local_addr().ok() != Some(self.addr) {
+                        return Ok(s);
+                    }
+                }
             }
             if Instant::now() > end {
                 return Err(format!(
