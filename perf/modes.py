@@ -225,6 +225,17 @@ def reconfig_record(runs_path, fields):
           flush=True)
 
 
+def thrift_record(runs_path, fields):
+    rec = base_record(fields)
+    rec["upstream_conns"] = int(fields.get("upstream_conns") or 0)
+    append(runs_path, rec)
+    print(CROW.format(rec["case"], rec["round"], f"{rec['rps']:.0f}", f"{rec['p50_ms']:.3f}",
+                      f"{rec['p99_ms']:.3f}", fmt(rec["max_ms"], ".2f"),
+                      fmt(rec["cpu_us_per_req"], ".1f"),
+                      "; ".join(notes_of(rec) + [f"{rec['upstream_conns']} upstream conns"])),
+          flush=True)
+
+
 def case_medians(runs, case):
     recs = [r for r in runs if r["case"] == case]
     keys = ["rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "cpu_us_per_req",
@@ -321,6 +332,36 @@ def summary_calls(runs, meta):
     return out
 
 
+def summary_thrift(runs, meta):
+    cases = list(dict.fromkeys(r["case"] for r in runs))
+    meds = {c: case_medians(runs, c) for c in cases}
+    for c in cases:
+        meds[c]["upstream_conns"] = median_of([r for r in runs if r["case"] == c], "upstream_conns")
+    print(f"\nMedians over rounds (wrk -t1 -c{meta.get('conns')} -d{meta.get('duration')}s, "
+          f"answers of {meta.get('thrift_answer_bytes')} bytes)")
+    print_medians(meds)
+    m, p, e = meds.get("thrift-mux"), meds.get("plain-json"), meds.get("thrift-excl")
+    out = {"scenarios": {"thrift": {"median": meds}}}
+    if m and p:
+        r = ratio(m["rps"], p["rps"])
+        pr = paired(runs, "thrift-mux", "plain-json", "rps", lambda a, b: a / b)
+        cpu = ratio(m["cpu_us_per_req"], p["cpu_us_per_req"])
+        out["thrift_vs_plain"] = {"rps_ratio": r, "paired_rps_ratio": pr, "cpu_ratio": cpu}
+        print(f"\nJSON -> Thrift -> JSON vs plain proxying of the same JSON: req/s "
+              f"{fmt(r, '.3f')}x (paired {fmt(pr, '.3f')}x; target >= 0.8), CPU/request "
+              f"{fmt(cpu, '.2f')}x")
+    if m and e:
+        conns = ratio(e["upstream_conns"], m["upstream_conns"])
+        rps = ratio(m["rps"], e["rps"])
+        out["mux_vs_exclusive"] = {"upstream_conns_excl": e["upstream_conns"],
+                                   "upstream_conns_mux": m["upstream_conns"],
+                                   "conns_ratio": conns, "rps_ratio_mux_over_excl": rps}
+        print(f"Upstream connections: one call per connection {fmt(e['upstream_conns'], '.0f')}, "
+              f"multiplexed {fmt(m['upstream_conns'], '.0f')}: {fmt(conns, '.1f')}x fewer (target "
+              f">= 4x) at {fmt(rps, '.2f')}x the throughput")
+    return out
+
+
 def summary_reconfig(runs, meta):
     base = [r for r in runs if not r["changes"]]
     chg = [r for r in runs if r["changes"]]
@@ -396,7 +437,13 @@ def summary(runs_path, out_path, meta):
         runs = [json.loads(line) for line in f if line.strip()]
     if not runs:
         raise SystemExit("no runs recorded")
-    body = summary_calls(runs, meta) if meta.get("mode") == "calls" else summary_reconfig(runs, meta)
+    mode = meta.get("mode")
+    if mode == "calls":
+        body = summary_calls(runs, meta)
+    elif mode == "thrift":
+        body = summary_thrift(runs, meta)
+    else:
+        body = summary_reconfig(runs, meta)
     doc = {"meta": meta, "runs": runs, **body}
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     with open(out_path, "w") as f:
@@ -456,6 +503,8 @@ def main(argv):
             f.write(wrk_lua(headers, pace))
     elif cmd == "calls-record":
         calls_record(args[0], harness.kv(args[1:]))
+    elif cmd == "thrift-record":
+        thrift_record(args[0], harness.kv(args[1:]))
     elif cmd == "reconfig-record":
         reconfig_record(args[0], harness.kv(args[1:]))
     elif cmd == "row-header":

@@ -14,6 +14,10 @@
 #                    and risk modules call two check services that answer after a fixed
 #                    delay: what the gateway adds, one call vs two (overlap), nginx's
 #                    auth_request as the same-run reference (modes/calls.sh)
+#   run.sh thrift    Gatehouse alone: GET answered from a Rust Thrift backend (JSON -> Thrift
+#                    -> JSON) against plain proxying of the same JSON bytes, and the upstream
+#                    connections a multiplexed pool (32 calls in flight per connection) uses
+#                    against one call per connection (modes/thrift.sh)
 #   run.sh reconfig  Gatehouse alone: paced wrk at TARGET_PCT% of the max measured in the
 #                    run, once without and once with an admin change every CHANGE_MS ms;
 #                    errors, p99, and a keep-alive connection that must survive (modes/reconfig.sh)
@@ -58,7 +62,7 @@ ROOT=$(dirname "$HERE")
 PY=(python3 "$HERE/harness.py")
 
 MODE=bench
-case "${1:-}" in bench | smoke | idle | calls | reconfig) MODE=$1; shift ;; esac
+case "${1:-}" in bench | smoke | idle | calls | reconfig | thrift) MODE=$1; shift ;; esac
 
 PROXIES=${PROXIES:-nginx,gatehouse}
 GATEHOUSE_CMD=${GATEHOUSE_CMD:-}
@@ -110,6 +114,9 @@ case $MODE in
          OUT=${OUT:-$HERE/results/latest-idle.json} ;;
   calls) DURATION=${DURATION:-10}; ROUNDS=${ROUNDS:-3}; WARMUP=${WARMUP:-1}
          OUT=${OUT:-$HERE/results/latest-calls.json} ;;
+  # Thrift measures Gatehouse against itself: nginx has no Thrift upstreams.
+  thrift) DURATION=${DURATION:-10}; ROUNDS=${ROUNDS:-3}; WARMUP=${WARMUP:-1}; PROXIES=gatehouse
+         OUT=${OUT:-$HERE/results/latest-thrift.json} ;;
   # Reconfig measures Gatehouse against itself (with and without changes): an nginx reload
   # replaces its worker processes, a different operation, so nginx is not a contender here.
   reconfig) DURATION=${DURATION:-60}; ROUNDS=${ROUNDS:-1}; WARMUP=${WARMUP:-1}; PROXIES=gatehouse
@@ -142,8 +149,8 @@ done
 if [ "$TARGET_PCT" -lt 10 ] || [ "$TARGET_PCT" -gt 95 ]; then die "TARGET_PCT must be 10..95"; fi
 [ "$CHANGE_MS" -ge 10 ] || die "CHANGE_MS must be at least 10"
 [ "$CALL_CONNS" -ge 1 ] || die "CALL_CONNS must be at least 1"
-if [ "$MODE" = reconfig ] && { [ "$GATEHOUSE_CMD" = nginx ] || [ "$GATEHOUSE_CMD" = haproxy ]; }; then
-  die "reconfig mode drives Gatehouse's admin API; a stand-in cannot take it"
+if { [ "$MODE" = reconfig ] || [ "$MODE" = thrift ]; } && { [ "$GATEHOUSE_CMD" = nginx ] || [ "$GATEHOUSE_CMD" = haproxy ]; }; then
+  die "$MODE mode needs Gatehouse itself (the admin API, Thrift upstreams); a stand-in cannot take it"
 fi
 
 # ---------------------------------------------------------------- tools
@@ -213,10 +220,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- configs
-mapfile -t PORTS < <("${PY[@]}" ports 8)
+mapfile -t PORTS < <("${PY[@]}" ports 10)
 UP_PORT=${PORTS[0]}
 # auth and risk: the check services of calls mode (wrk also measures them directly).
-declare -A PORT=([nginx]=${PORTS[1]} [gatehouse]=${PORTS[2]} [haproxy]=${PORTS[3]} [auth]=${PORTS[5]} [risk]=${PORTS[6]})
+declare -A PORT=([nginx]=${PORTS[1]} [gatehouse]=${PORTS[2]} [haproxy]=${PORTS[3]} [auth]=${PORTS[5]} [risk]=${PORTS[6]}
+  [tmux]=${PORTS[7]} [texcl]=${PORTS[8]})
 ADMIN_PORT=${PORTS[4]}
 declare -A MEASURED   # slot -> PIDs whose CPU and memory are measured
 declare -A CPU_NOTE
@@ -373,6 +381,7 @@ gatehouse_extra_conf() {
   case $MODE in
     bench | smoke) if [[ ,$SCENARIOS, == *,modules,* ]]; then gatehouse_modules_conf; fi ;;
     calls) gatehouse_calls_conf ;;
+    thrift) gatehouse_thrift_conf ;;
   esac
 }
 nginx_extra_conf() { if [ "$MODE" = calls ]; then nginx_calls_conf "$1"; fi; }
@@ -492,12 +501,15 @@ timed_wrk() {
 . "$HERE/modes/calls.sh"
 # shellcheck source=modes/reconfig.sh
 . "$HERE/modes/reconfig.sh"
+# shellcheck source=modes/thrift.sh
+. "$HERE/modes/thrift.sh"
 
 # ---------------------------------------------------------------- start everything
 say "mode $MODE; proxies ${PROXY_LIST[*]}; proxy on CPU $PROXY_CPU, wrk+upstream on CPU $LOAD_CPU; nice $NICE, slice ${SLICE_US} µs; work dir $WORK"
 write_upstream_conf
 [[ ,$SCENARIOS, == *,modules,* ]] && [[ $MODE =~ ^(bench|smoke)$ ]] && prepare_modules
 [ "$MODE" = calls ] && start_check_services
+[ "$MODE" = thrift ] && start_thrift_backend
 start_bg "$LOAD_CPU" "$WORK/upstream/out.log" nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" -e "$WORK/upstream/error.log"
 wait_ready upstream "$UP_PORT" "$LAST_PID" "$WORK/upstream/error.log"
 PIDS+=("$("${PY[@]}" children "$LAST_PID")")
@@ -534,7 +546,7 @@ meta=("mode=$MODE" "proxies=$PROXIES" "gatehouse_cmd=$GATEHOUSE_CMD" "duration=$
   "wrk=$( (wrk -v 2>&1 || true) | head -n1 | cut -d' ' -f1-2)" "scenarios=$SCENARIOS"
   "call_conns=$CALL_CONNS" "call_delays_us=$CALL_DELAYS_US" "target_pct=$TARGET_PCT" "change_ms=$CHANGE_MS")
 
-# ---------------------------------------------------------------- idle, calls, reconfig
+# ---------------------------------------------------------------- idle, calls, reconfig, thrift
 if [ "$MODE" != bench ] && [ "$MODE" != smoke ]; then
   "run_${MODE}_mode"
   exit 0
