@@ -58,11 +58,16 @@ fn run() -> io::Result<()> {
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| io::Error::other("--tags needs a number"))?;
         } else {
-            addrs.push(a.parse().map_err(|e| io::Error::other(format!("{a}: {e}")))?);
+            addrs.push(
+                a.parse()
+                    .map_err(|e| io::Error::other(format!("{a}: {e}")))?,
+            );
         }
     }
     if addrs.is_empty() {
-        return Err(io::Error::other("usage: thrift_backend ADDR [ADDR...] [--tags N]"));
+        return Err(io::Error::other(
+            "usage: thrift_backend ADDR [ADDR...] [--tags N]",
+        ));
     }
     let product = Product {
         tags: (0..tags).map(|i| format!("tag-{i:04}-perf")).collect(),
@@ -143,8 +148,8 @@ fn serve(c: &mut Conn, p: &Product) -> bool {
     }
     let mut at = 0;
     while c.inb.len() - at >= 4 {
-        let len = u32::from_be_bytes([c.inb[at], c.inb[at + 1], c.inb[at + 2], c.inb[at + 3]])
-            as usize;
+        let len =
+            u32::from_be_bytes([c.inb[at], c.inb[at + 1], c.inb[at + 2], c.inb[at + 3]]) as usize;
         if len > MAX_FRAME {
             return false;
         }
@@ -180,7 +185,8 @@ fn answer(frame: &[u8], p: &Product, out: &mut Vec<u8>) -> Result<(), ThriftErro
     };
     let mut r = Reader::new(Protocol::Binary, frame, limits);
     let h = r.read_message_header()?;
-    let name = std::str::from_utf8(&frame[h.name.clone()]).map_err(|_| ThriftError::Unexpected("method name is not UTF-8"))?;
+    let name = std::str::from_utf8(&frame[h.name.clone()])
+        .map_err(|_| ThriftError::Unexpected("method name is not UTF-8"))?;
     if h.mtype == MessageType::Oneway {
         return Ok(());
     }
