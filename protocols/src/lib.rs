@@ -4,3 +4,4 @@
 pub mod error;
 pub mod http1;
 pub mod thrift;
+pub mod websocket;
