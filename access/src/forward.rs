@@ -69,6 +69,9 @@ pub struct RequestRewrite<'a> {
     /// The body goes upstream rewritten (a body codec): its framing fields are replaced by
     /// `Content-Length` of this many bytes.
     pub body_len: Option<usize>,
+    /// A checked WebSocket upgrade: `Connection: Upgrade` and `Upgrade: websocket` go on (the
+    /// only hop-by-hop fields ever forwarded; docs/websocket.md).
+    pub websocket: bool,
 }
 
 /// Fields the gateway sets itself; the client's copies are dropped (X-Forwarded-For is
@@ -171,6 +174,9 @@ pub fn write_request_head(out: &mut BytesMut, buf: &[u8], head: &RequestHead, rw
         out.put_slice(b"\r\n");
     } else if head.body == BodyKind::Chunked {
         out.put_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if rw.websocket {
+        out.put_slice(b"Connection: Upgrade\r\nUpgrade: websocket\r\n");
     }
     if head.host.is_none() {
         let mut tmp = [0u8; 64];
@@ -285,6 +291,7 @@ X-Forwarded-For: 10.0.0.1\r\nX-Request-Id: bad id\r\nAccept: */*\r\n\r\n";
             extra: &HeaderBuf::new(),
             remove: &HeaderBuf::new(),
             body_len: None,
+            websocket: false,
         };
         write_request_head(&mut out, raw, &head, &rw);
         let text = std::str::from_utf8(&out).unwrap();

@@ -90,6 +90,7 @@ pub fn drive(s: &mut Session, env: &mut Env) -> Outcome {
             Phase::ReadBody => crate::body::read_body_step(s, env),
             Phase::Calls => crate::calls::step(s, env),
             Phase::Thrift => crate::thrift::step(s, env),
+            Phase::Tunnel => crate::tunnel::step(s, env),
             Phase::Closing => closing_step(s),
         };
         match step {
@@ -123,6 +124,7 @@ fn close(s: &mut Session, env: &mut Env) -> Outcome {
 pub(crate) fn recycle(mut ex: Box<Exchange>, env: &mut Env) {
     crate::calls::abandon(&mut ex, env);
     crate::thrift::abandon(&mut ex, env);
+    crate::tunnel::abandon(&mut ex, env);
     ex.clear();
     env.free_ex.push(ex);
 }
@@ -371,7 +373,17 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         tls: false,
         body,
     };
-    let flow = snap.pipeline.run(&mut ex.ctx, &req, &snap, env.core);
+    // A WebSocket upgrade is checked before the pipeline; a good one then runs it like any
+    // request.
+    let ws_refused = if resuming {
+        None
+    } else {
+        crate::tunnel::check_request(&mut ex.ws, head, req.buf).err()
+    };
+    let flow = match ws_refused {
+        Some(kind) => Flow::Respond(business::Reject::new(kind)),
+        None => snap.pipeline.run(&mut ex.ctx, &req, &snap, env.core),
+    };
     if let Flow::Reply(status) = flow {
         bytes::Buf::advance(&mut **cin, head.head_len);
         let close = has_body || !ex.client_keep_alive;
@@ -518,6 +530,7 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         extra: &ex.ctx.upstream_headers,
         remove: &ex.ctx.upstream_remove,
         body_len: opened.map(|o| o.2),
+        websocket: ex.ws.key.is_some(),
     };
     write_request_head(uout, cin, head, &rw);
     let mut consumed = head.head_len;
@@ -638,6 +651,7 @@ fn settle(s: &mut Session, env: &mut Env) {
         Phase::ReadBody => s.client_activity + l.body_timeout_ms,
         Phase::Calls => s.ex.as_deref().map_or(env.now, crate::calls::deadline),
         Phase::Thrift => s.ex.as_deref().map_or(env.now, crate::thrift::deadline),
+        Phase::Tunnel => crate::tunnel::deadline(s, env.now),
         Phase::Closing => {
             if cout_pending(s) > 0 {
                 s.client_activity + l.send_timeout_ms
@@ -678,6 +692,10 @@ pub fn on_timeout(s: &mut Session, env: &mut Env) -> Outcome {
             _ => drive(s, env),
         },
         Phase::Thrift => match crate::thrift::on_timeout(s, env) {
+            Step::Close => close(s, env),
+            _ => drive(s, env),
+        },
+        Phase::Tunnel => match crate::tunnel::on_timeout(s, env) {
             Step::Close => close(s, env),
             _ => drive(s, env),
         },

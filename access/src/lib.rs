@@ -17,4 +17,5 @@ pub mod server;
 pub mod session;
 pub mod stats;
 pub mod thrift;
+pub mod tunnel;
 pub mod worker;

@@ -386,9 +386,13 @@ fn relay_response(s: &mut Session, env: &mut Env) -> Step {
                 let cout = s.cout.get_or_insert_with(|| env.bufs.checkout());
                 if head.status < 200 {
                     if head.status == 101 {
-                        // Upgrades are not negotiated on this path: the request's Upgrade
-                        // field was dropped, so a 101 is an upstream out of step.
-                        return upstream_broken(s, env);
+                        // Only a checked WebSocket upgrade may switch protocols, and only
+                        // with a valid Sec-WebSocket-Accept; any other 101 is an upstream
+                        // out of step (the request's Upgrade field was dropped).
+                        return match crate::tunnel::open(s, env) {
+                            Ok(step) => step,
+                            Err(()) => upstream_broken(s, env),
+                        };
                     }
                     write_response_head(cout, uin, head, &ex.ctx, ClientConn::KeepAlive, false);
                     bytes::Buf::advance(&mut **uin, head.head_len);

@@ -1,7 +1,8 @@
 //! A client connection and the request it is working on.
 //!
 //! A session is an explicit state machine (see `LIFECYCLE.md`): `Head` reads and parses a
-//! request head, `Proxy` pumps one exchange (request out, response back), `Closing` flushes
+//! request head, `Proxy` pumps one exchange (request out, response back), `Tunnel` carries a
+//! WebSocket connection after an accepted upgrade, `Closing` flushes
 //! what is queued for the client and closes. The per-request state lives in an [`Exchange`]
 //! taken from the worker's free list for the length of one request, so an idle keep-alive
 //! session holds a socket and a few integers, and no buffer.
@@ -33,6 +34,8 @@ pub enum Phase {
     Proxy,
     /// A Thrift route's call is out (see `thrift/mod.rs`).
     Thrift,
+    /// A WebSocket upgrade was accepted: bytes flow both ways until it ends (`tunnel/`).
+    Tunnel,
     /// Flushing the last answer, then closing.
     Closing,
 }
@@ -148,6 +151,8 @@ pub struct Exchange {
     pub calls: [crate::calls::CallIo; business::calls::MAX_CALLS],
     /// The call of a Thrift route.
     pub thrift: crate::thrift::CallState,
+    /// A WebSocket upgrade's key, then its tunnel.
+    pub ws: crate::tunnel::WsState,
 }
 
 impl Exchange {
@@ -195,6 +200,7 @@ impl Exchange {
             resp_head_us: 0,
             calls: Default::default(),
             thrift: Default::default(),
+            ws: Default::default(),
         }
     }
 

@@ -23,7 +23,7 @@ pub const LATENCY_BUCKETS_US: [u64; 14] = [
 ];
 
 /// The `error.code`s of the gateway's own answers (protocols::error), in label order.
-pub const CODES: [&str; 17] = [
+pub const CODES: [&str; 18] = [
     "bad_request",
     "bad_parameter",
     "auth_failed",
@@ -35,6 +35,7 @@ pub const CODES: [&str; 17] = [
     "headers_too_large",
     "rate_limited",
     "unknown_transfer_coding",
+    "upgrade_required",
     "upstream_failed",
     "no_healthy_upstream",
     "circuit_open",
@@ -269,6 +270,12 @@ pub struct WorkerStats {
     pub config_version: Counter,
     /// Access-log lines dropped because the log queue was full.
     pub log_dropped: Counter,
+    /// WebSocket tunnels open now (a gauge) and opened in all.
+    pub ws_open: Counter,
+    pub ws_opened: Counter,
+    /// Frames and bytes through tunnels: [client to upstream, upstream to client].
+    pub ws_frames: [Counter; 2],
+    pub ws_bytes: [Counter; 2],
     table: Mutex<Arc<RouteTable>>,
 }
 
@@ -286,6 +293,10 @@ impl WorkerStats {
             pool_connects: Counter::default(),
             config_version: Counter::default(),
             log_dropped: Counter::default(),
+            ws_open: Counter::default(),
+            ws_opened: Counter::default(),
+            ws_frames: Default::default(),
+            ws_bytes: Default::default(),
             table: Mutex::new(table.clone()),
         });
         ws.config_version.set(snap.version);
@@ -497,5 +508,50 @@ pub fn render() -> String {
             let _ = writeln!(o, "{name}{{worker=\"{}\"}} {}", w.worker, pick(w));
         }
     }
+    render_websocket(&mut o, &workers);
     o
+}
+
+/// Tunnel counters, summed over workers (docs/websocket.md).
+fn render_websocket(o: &mut String, workers: &[Arc<WorkerStats>]) {
+    let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
+    let _ = writeln!(o, "# HELP gatehouse_websocket_tunnels_open WebSocket tunnels open now.");
+    let _ = writeln!(o, "# TYPE gatehouse_websocket_tunnels_open gauge");
+    let _ = writeln!(
+        o,
+        "gatehouse_websocket_tunnels_open {}",
+        sum(&|w| w.ws_open.get())
+    );
+    let _ = writeln!(
+        o,
+        "# HELP gatehouse_websocket_tunnels_total WebSocket tunnels opened (upstream accepted the upgrade)."
+    );
+    let _ = writeln!(o, "# TYPE gatehouse_websocket_tunnels_total counter");
+    let _ = writeln!(
+        o,
+        "gatehouse_websocket_tunnels_total {}",
+        sum(&|w| w.ws_opened.get())
+    );
+    for (name, help, pick) in [
+        (
+            "gatehouse_websocket_frames_total",
+            "WebSocket frames relayed, by direction.",
+            (|w: &WorkerStats, d: usize| w.ws_frames[d].get()) as fn(&WorkerStats, usize) -> u64,
+        ),
+        (
+            "gatehouse_websocket_bytes_total",
+            "WebSocket bytes relayed (frame headers and payload), by direction.",
+            |w: &WorkerStats, d: usize| w.ws_bytes[d].get(),
+        ),
+    ] {
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} counter");
+        for (d, dir) in ["client_to_upstream", "upstream_to_client"].iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "{name}{{direction=\"{dir}\"}} {}",
+                sum(&|w| pick(w, d))
+            );
+        }
+    }
 }

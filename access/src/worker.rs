@@ -486,5 +486,12 @@ impl Worker {
         for sid in idle {
             self.close_session(sid);
         }
+        // WebSocket tunnels have no "current answer" to finish: driven now, they send close
+        // 1001 to both sides and end.
+        for (sid, s) in self.sessions.iter() {
+            if s.phase == Phase::Tunnel {
+                self.again.push(sid);
+            }
+        }
     }
 }

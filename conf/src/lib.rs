@@ -24,7 +24,7 @@ pub mod validate;
 pub use error::{parse_json, ConfigError};
 pub use model::{
     Admin, Config, ConsumerSpec, Limits, ModuleSpec, Node, Route, Server, Settings, Store,
-    StoreKind, Upstream, MODULE_KINDS,
+    StoreKind, Upstream, WebSocketRoute, MODULE_KINDS,
 };
 pub use router::{RouteMatch, Router, MAX_PARAMS};
 pub use thrift::{

@@ -325,6 +325,9 @@ pub struct Route {
     /// Ids of the (non-global) modules this route uses, in the order they run within a phase.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub modules: Vec<String>,
+    /// WebSocket tunnels opened on this route (docs/websocket.md); defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<WebSocketRoute>,
     /// Thrift routes (upstream with `protocol = "thrift"`): id of the `[[services]]` entry
     /// whose IDL describes the call. Every field from here on is for Thrift routes only;
     /// docs/thrift.md has the mapping.
@@ -370,6 +373,7 @@ impl Default for Route {
             max_body_bytes: None,
             strip_prefix: false,
             modules: Vec::new(),
+            websocket: None,
             service: None,
             method: None,
             multiplexed_name: None,
@@ -378,6 +382,34 @@ impl Default for Route {
             exceptions: BTreeMap::new(),
             i64_as_string: None,
             unknown_fields: None,
+        }
+    }
+}
+
+/// `routes[].websocket`: how long a WebSocket tunnel may stay silent, and the keepalive
+/// pings the gateway sends to the client (docs/websocket.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSocketRoute {
+    /// A tunnel with no byte read from either side for this long is closed (close 1001 to
+    /// both sides).
+    #[serde(default = "default_ws_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// When set, the gateway pings the client after this long without a byte from it; the
+    /// client's pong (any byte) counts as activity. 0 = no pings.
+    #[serde(default)]
+    pub ping_interval_ms: u64,
+}
+
+fn default_ws_idle_timeout_ms() -> u64 {
+    60_000
+}
+
+impl Default for WebSocketRoute {
+    fn default() -> Self {
+        WebSocketRoute {
+            idle_timeout_ms: default_ws_idle_timeout_ms(),
+            ping_interval_ms: 0,
         }
     }
 }

@@ -30,6 +30,9 @@ pub enum ErrorKind {
     HeadersTooLarge,
     RateLimited,
     UnknownTransferCoding,
+    /// A WebSocket upgrade asked for a protocol version other than 13 (RFC 6455 §4.4):
+    /// answered 426 with `Sec-WebSocket-Version: 13`.
+    UpgradeRequired,
     UpstreamFailed(&'static str),
     NoHealthyUpstream,
     CircuitOpen,
@@ -51,6 +54,7 @@ impl ErrorKind {
             ErrorKind::HeadersTooLarge => 431,
             ErrorKind::RateLimited => 429,
             ErrorKind::UnknownTransferCoding => 501,
+            ErrorKind::UpgradeRequired => 426,
             ErrorKind::UpstreamFailed(_) => 502,
             ErrorKind::NoHealthyUpstream | ErrorKind::CircuitOpen | ErrorKind::Overloaded => 503,
             ErrorKind::UpstreamTimeout => 504,
@@ -72,6 +76,7 @@ impl ErrorKind {
             ErrorKind::HeadersTooLarge => "headers_too_large",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::UnknownTransferCoding => "unknown_transfer_coding",
+            ErrorKind::UpgradeRequired => "upgrade_required",
             ErrorKind::UpstreamFailed(_) => "upstream_failed",
             ErrorKind::NoHealthyUpstream => "no_healthy_upstream",
             ErrorKind::CircuitOpen => "circuit_open",
@@ -95,6 +100,7 @@ impl ErrorKind {
             ErrorKind::HeadersTooLarge => "request headers too large",
             ErrorKind::RateLimited => "rate limit exceeded",
             ErrorKind::UnknownTransferCoding => "transfer coding not implemented",
+            ErrorKind::UpgradeRequired => "unsupported WebSocket version (13 is supported)",
             ErrorKind::UpstreamFailed(_) => "upstream failed",
             ErrorKind::NoHealthyUpstream => "no healthy upstream",
             ErrorKind::CircuitOpen => "circuit open",
@@ -145,6 +151,7 @@ pub fn reason(status: u16) -> &'static str {
         409 => "Conflict",
         413 => "Content Too Large",
         414 => "URI Too Long",
+        426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -256,6 +263,9 @@ pub fn write_error(out: &mut BytesMut, kind: ErrorKind, a: &Answer) {
     if let Some(s) = a.retry_after {
         out.put_slice(b"\r\nRetry-After: ");
         put_u64(out, s);
+    }
+    if kind == ErrorKind::UpgradeRequired {
+        out.put_slice(b"\r\nSec-WebSocket-Version: 13");
     }
     if a.close {
         out.put_slice(b"\r\nConnection: close");

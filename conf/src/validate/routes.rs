@@ -43,6 +43,22 @@ pub(super) fn check_routes(e: &mut Errors, routes: &[Route], upstreams: &[Upstre
         if let Some(limit) = r.max_body_bytes {
             e.range(&format!("{p}.max_body_bytes"), limit, 0, MAX_BODY_LIMIT);
         }
+        if let Some(ws) = &r.websocket {
+            e.range(
+                &format!("{p}.websocket.idle_timeout_ms"),
+                ws.idle_timeout_ms,
+                100,
+                86_400_000,
+            );
+            if ws.ping_interval_ms > 0 {
+                e.range(
+                    &format!("{p}.websocket.ping_interval_ms"),
+                    ws.ping_interval_ms,
+                    100,
+                    ws.idle_timeout_ms.saturating_sub(1).max(100),
+                );
+            }
+        }
         let hosts = check_hosts(e, &p, r);
         let methods = check_methods(e, &p, r);
         let paths = check_paths(e, &p, r);
