@@ -19,13 +19,15 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-# A Python venv with the Thrift library, for the Python Thrift peers.
+# A Python venv with the Thrift and WebSocket libraries, for the Python peers.
 VENV=${GATEHOUSE_VENV:-$PWD/target/venv}
 if [ ! -x "$VENV/bin/python" ]; then
   echo "==> creating $VENV"
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -c 'import thrift' >/dev/null 2>&1 || "$VENV/bin/pip" install -q 'thrift==0.25.0'
+# The WebSocket suite's real echo server and client (tests/suites/websocket/peer.py).
+"$VENV/bin/python" -c 'import websockets' >/dev/null 2>&1 || "$VENV/bin/pip" install -q 'websockets==15.0.1'
 export GATEHOUSE_PYTHON="$VENV/bin/python"
 
 echo "==> cargo fmt --check"
