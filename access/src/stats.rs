@@ -515,7 +515,10 @@ pub fn render() -> String {
 /// Tunnel counters, summed over workers (docs/websocket.md).
 fn render_websocket(o: &mut String, workers: &[Arc<WorkerStats>]) {
     let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
-    let _ = writeln!(o, "# HELP gatehouse_websocket_tunnels_open WebSocket tunnels open now.");
+    let _ = writeln!(
+        o,
+        "# HELP gatehouse_websocket_tunnels_open WebSocket tunnels open now."
+    );
     let _ = writeln!(o, "# TYPE gatehouse_websocket_tunnels_open gauge");
     let _ = writeln!(
         o,
@@ -546,12 +549,11 @@ fn render_websocket(o: &mut String, workers: &[Arc<WorkerStats>]) {
     ] {
         let _ = writeln!(o, "# HELP {name} {help}");
         let _ = writeln!(o, "# TYPE {name} counter");
-        for (d, dir) in ["client_to_upstream", "upstream_to_client"].iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "{name}{{direction=\"{dir}\"}} {}",
-                sum(&|w| pick(w, d))
-            );
+        for (d, dir) in ["client_to_upstream", "upstream_to_client"]
+            .iter()
+            .enumerate()
+        {
+            let _ = writeln!(o, "{name}{{direction=\"{dir}\"}} {}", sum(&|w| pick(w, d)));
         }
     }
 }

@@ -228,7 +228,8 @@ fn refused_upgrades_never_open_a_tunnel() {
         // The upstream saw the upgrade fields; the client's connection goes on as HTTP.
         let req = &up.requests()[0];
         assert_eq!(req.header("upgrade"), Some("websocket"));
-        conn.send(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        conn.send(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let r = conn.read_response().unwrap();
         assert_eq!((r.status, r.body_str().as_str()), (status, "no tunnel"));
         assert_eq!(metric(&gw, "gatehouse_websocket_tunnels_total"), 0.0);
@@ -304,9 +305,14 @@ fn bad_upgrade_requests_are_answered_by_the_gateway() {
         c.send(req.as_bytes()).unwrap();
         c.read_response().unwrap()
     };
-    let missing_key = upgrade_request("/ws/x", KEY, "13").replace(&format!("Sec-WebSocket-Key: {KEY}\r\n"), "");
+    let missing_key =
+        upgrade_request("/ws/x", KEY, "13").replace(&format!("Sec-WebSocket-Key: {KEY}\r\n"), "");
     assert_gateway_error(&ask(missing_key), 400, "bad_request");
-    assert_gateway_error(&ask(upgrade_request("/ws/x", "c2hvcnQ=", "13")), 400, "bad_request");
+    assert_gateway_error(
+        &ask(upgrade_request("/ws/x", "c2hvcnQ=", "13")),
+        400,
+        "bad_request",
+    );
     let r = ask(upgrade_request("/ws/x", KEY, "8"));
     assert_gateway_error(&r, 426, "upgrade_required");
     assert_eq!(r.header("sec-websocket-version"), Some("13"));
@@ -389,7 +395,9 @@ fn sigterm_sends_close_1001_to_both_sides() {
     std::thread::sleep(Duration::from_millis(100));
     gw.sigterm();
     assert_eq!(c.line()["closed"], 1001);
-    let st = gw.wait_exit(Duration::from_secs(10)).expect("gateway exits");
+    let st = gw
+        .wait_exit(Duration::from_secs(10))
+        .expect("gateway exits");
     assert!(st.success(), "{st:?}");
 }
 

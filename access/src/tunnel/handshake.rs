@@ -87,16 +87,15 @@ pub(crate) fn open(s: &mut Session, env: &mut Env) -> Result<Step, ()> {
     }
     // An extension (permessage-deflate) gives RSV bits a meaning the gateway cannot check;
     // without one, any RSV bit is a protocol violation.
-    let rsv_allowed = if head
-        .find_name(uin, b"sec-websocket-extensions")
-        .is_some()
-    {
+    let rsv_allowed = if head.find_name(uin, b"sec-websocket-extensions").is_some() {
         0x70
     } else {
         0
     };
     let cout = s.cout.get_or_insert_with(|| env.bufs.checkout());
-    cout.put_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n");
+    cout.put_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
+    );
     for h in head.headers() {
         if h.hop_by_hop || h.kind == HeaderKind::XRequestId {
             continue;
@@ -199,7 +198,10 @@ Upgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbX
     #[test]
     fn upgrade_requests_are_checked() {
         assert_eq!(check(GOOD), (Ok(()), true));
-        assert_eq!(check(&GOOD.replace("GET", "POST")).0, Err(ErrorKind::BadRequest("websocket_method_not_get")));
+        assert_eq!(
+            check(&GOOD.replace("GET", "POST")).0,
+            Err(ErrorKind::BadRequest("websocket_method_not_get"))
+        );
         assert_eq!(
             check(&GOOD.replace("Version: 13", "Version: 8")).0,
             Err(ErrorKind::UpgradeRequired)
@@ -210,7 +212,11 @@ Upgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbX
         );
         for key in ["", "c2hvcnQ=", "dGhlIHNhbXBsZSBub25jZQ"] {
             let raw = GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", key);
-            assert_eq!(check(&raw).0, Err(ErrorKind::BadRequest("websocket_key")), "{key:?}");
+            assert_eq!(
+                check(&raw).0,
+                Err(ErrorKind::BadRequest("websocket_key")),
+                "{key:?}"
+            );
         }
         let raw = GOOD.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "");
         assert_eq!(check(&raw).0, Err(ErrorKind::BadRequest("websocket_key")));

@@ -324,4 +324,3 @@ pub(crate) fn on_timeout(s: &mut Session, env: &mut Env) -> Step {
     }
     Step::Progress
 }
-

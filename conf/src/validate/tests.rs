@@ -448,3 +448,28 @@ fn load_reads_parses_and_validates() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn websocket_knobs_are_range_checked() {
+    let route = |ws: &str| {
+        errors(&format!(
+            "[[routes]]\nid = \"ws\"\npaths = [\"/ws/*\"]\nupstream = \"demo\"\nwebsocket = {ws}\n"
+        ))
+    };
+    assert!(route("{ }").is_empty());
+    assert!(route("{ idle_timeout_ms = 5000, ping_interval_ms = 1000 }").is_empty());
+    assert_has(
+        &route("{ idle_timeout_ms = 10 }"),
+        "routes[0].websocket.idle_timeout_ms: must be between 100 and 86400000",
+    );
+    assert_has(
+        &route("{ idle_timeout_ms = 1000, ping_interval_ms = 1000 }"),
+        "routes[0].websocket.ping_interval_ms: must be between 100 and 999",
+    );
+    let c = Config::from_toml_str(&format!(
+        "{BASE}[[routes]]\nid = \"ws\"\npaths = [\"/ws/*\"]\nupstream = \"demo\"\nwebsocket = {{ }}\n"
+    ))
+    .unwrap();
+    let ws = c.routes[0].websocket.unwrap();
+    assert_eq!((ws.idle_timeout_ms, ws.ping_interval_ms), (60_000, 0));
+}

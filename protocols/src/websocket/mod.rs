@@ -19,8 +19,7 @@ mod tests;
 
 pub use frame::{
     apply_mask, parse_close, parse_header, write_close, write_control, write_frame, CloseError,
-    FrameError,
-    FrameHeader, Opcode, Sender, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
+    FrameError, FrameHeader, Opcode, Sender, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
 };
 pub use handshake::{accept_key, accept_matches, key_is_valid, ACCEPT_LEN};
 pub use tracker::{FrameTracker, Tracked};

@@ -176,7 +176,12 @@ fn lengths_must_be_minimal_and_fit_63_bits() {
         parse_all_splits(&bytes, Sender::Server),
         Err(FrameError::LengthTooLarge)
     );
-    let bytes = raw(0x82, None, &[0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], b"");
+    let bytes = raw(
+        0x82,
+        None,
+        &[0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        b"",
+    );
     let h = parse_all_splits(&bytes, Sender::Server).unwrap().unwrap();
     assert_eq!(h.payload_len, u64::MAX >> 1);
 }
@@ -250,7 +255,10 @@ fn accept_key_matches_the_rfc_example() {
     assert_eq!(&accept_key(key), b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     assert!(accept_matches(key, b" s3pPLMBiTxaQ9kYGzzhZRbK+xOo= "));
     assert!(!accept_matches(key, b"s3pPLMBiTxaQ9kYGzzhZRbK+xOp="));
-    assert!(!accept_matches(b"AAAAAAAAAAAAAAAAAAAAAA==", b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    assert!(!accept_matches(
+        b"AAAAAAAAAAAAAAAAAAAAAA==",
+        b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    ));
 }
 
 #[test]
@@ -258,11 +266,11 @@ fn keys_must_be_16_bytes_of_base64() {
     assert!(key_is_valid(b"AAAAAAAAAAAAAAAAAAAAAA=="));
     for bad in [
         &b""[..],
-        b"dGhlIHNhbXBsZSBub25jZQ",         // unpadded
-        b"dGhlIHNhbXBsZSBub25jZQ===",      // 25 characters
-        b"dGhlIHNhbXBsZSBub25jZ!==",       // not base64
-        b"dGhlIHNhbXBsZSBub25jZWU=",       // 17 bytes
-        b"dGhlIHNhbXBsZSBub25jZWVl",       // 18 bytes
+        b"dGhlIHNhbXBsZSBub25jZQ",    // unpadded
+        b"dGhlIHNhbXBsZSBub25jZQ===", // 25 characters
+        b"dGhlIHNhbXBsZSBub25jZ!==",  // not base64
+        b"dGhlIHNhbXBsZSBub25jZWU=",  // 17 bytes
+        b"dGhlIHNhbXBsZSBub25jZWVl",  // 18 bytes
     ] {
         assert!(!key_is_valid(bad), "{:?}", String::from_utf8_lossy(bad));
     }
@@ -327,7 +335,12 @@ fn tracker_approves_a_conversation_split_anywhere() {
         for cuts in cases {
             let (approved, frames, err, t) = feed(&bytes, &cuts, from);
             assert_eq!(err, None);
-            assert_eq!(approved, bytes.len(), "cuts {:?}", &cuts[..cuts.len().min(3)]);
+            assert_eq!(
+                approved,
+                bytes.len(),
+                "cuts {:?}",
+                &cuts[..cuts.len().min(3)]
+            );
             assert_eq!(frames, n);
             assert!(t.close_seen() && t.at_boundary());
             assert_eq!(t.pongs(), 1);
@@ -348,13 +361,20 @@ fn tracker_refuses_bad_sequences_split_anywhere() {
             FrameError::UnexpectedContinuation,
         ),
         (
-            [frame(false, Opcode::Text, m, b"a"), frame(true, Opcode::Binary, m, b"b")].concat(),
+            [
+                frame(false, Opcode::Text, m, b"a"),
+                frame(true, Opcode::Binary, m, b"b"),
+            ]
+            .concat(),
             FrameError::ExpectedContinuation,
         ),
         (frame(true, Opcode::Text, None, b"x"), FrameError::Unmasked),
         (raw(0x83, m, &[], b""), FrameError::UnknownOpcode(3)),
         (raw(0x89 | 0x40, m, &[], b""), FrameError::ReservedBits),
-        (raw(0x88, m, &[], &[3]), FrameError::BadClose(CloseError::Truncated)),
+        (
+            raw(0x88, m, &[], &[3]),
+            FrameError::BadClose(CloseError::Truncated),
+        ),
         (
             raw(0x88, m, &[], &1005u16.to_be_bytes()),
             FrameError::BadClose(CloseError::BadCode(1005)),
@@ -404,7 +424,10 @@ fn stop_finishes_the_current_frame_only() {
 
 #[test]
 fn fuzz_seeds_track_the_same_whole_and_byte_by_byte() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/seeds/websocket_frames");
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/seeds/websocket_frames"
+    );
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
