@@ -346,12 +346,13 @@ fn a_tunnel_lives_through_100_config_changes() {
 
 #[test]
 fn a_silent_tunnel_is_closed_after_its_idle_timeout() {
-    let (_server, up) = echo_server();
+    let (mut server, up) = echo_server();
     let gw = Gateway::start(&config(up, "websocket = { idle_timeout_ms = 600 }"));
     let mut c = client(&gw);
     let t = Instant::now();
     assert_eq!(c.cmd("wait")["closed"], 1001);
     assert!(t.elapsed() >= Duration::from_millis(500));
+    assert_eq!(server.line()["server_closed"], 1001);
     assert!(gatehouse_tests::wait_until(Duration::from_secs(5), || {
         metric(&gw, "gatehouse_websocket_tunnels_open") == 0.0
     }));
@@ -362,11 +363,11 @@ fn keepalive_pings_keep_an_idle_client_connected() {
     let (_server, up) = echo_server();
     let gw = Gateway::start(&config(
         up,
-        "websocket = { idle_timeout_ms = 800, ping_interval_ms = 200 }",
+        "websocket = { idle_timeout_ms = 1500, ping_interval_ms = 300 }",
     ));
     let mut c = client(&gw);
-    // Three idle timeouts of silence from the application: the client's pongs keep it open.
-    assert_eq!(c.cmd("sleep 2.5")["slept"], true);
+    // Over two idle timeouts of silence from the application: the client's pongs keep it open.
+    assert_eq!(c.cmd("sleep 4")["slept"], true);
     assert_eq!(c.cmd("echo 10")["echoed"], 10);
     // A raw client that does not answer pings sees them, then the idle close.
     let (mut raw, status, _) = Raw::upgrade(gw.addr, &upgrade_request("/ws/x", KEY, "13"));
@@ -385,7 +386,7 @@ fn keepalive_pings_keep_an_idle_client_connected() {
 
 #[test]
 fn sigterm_sends_close_1001_to_both_sides() {
-    let (_server, up) = echo_server();
+    let (mut server, up) = echo_server();
     let mut gw = Gateway::start(&config(up, ""));
     let mut c = client(&gw);
     assert_eq!(c.cmd("echo 3")["echoed"], 3);
@@ -395,6 +396,7 @@ fn sigterm_sends_close_1001_to_both_sides() {
     std::thread::sleep(Duration::from_millis(100));
     gw.sigterm();
     assert_eq!(c.line()["closed"], 1001);
+    assert_eq!(server.line()["server_closed"], 1001);
     let st = gw
         .wait_exit(Duration::from_secs(10))
         .expect("gateway exits");
@@ -403,7 +405,7 @@ fn sigterm_sends_close_1001_to_both_sides() {
 
 #[test]
 fn an_unmasked_client_frame_gets_close_1002() {
-    let (_server, up) = echo_server();
+    let (mut server, up) = echo_server();
     let gw = Gateway::start(&config(up, ""));
     let (mut raw, status, _) = Raw::upgrade(gw.addr, &upgrade_request("/ws/x", KEY, "13"));
     assert_eq!(status, 101);
@@ -414,6 +416,7 @@ fn an_unmasked_client_frame_gets_close_1002() {
     assert_eq!(op, Opcode::Close);
     let (code, reason) = parse_close(&payload).unwrap().unwrap();
     assert_eq!((code, reason), (1002, "unmasked_client_frame"));
+    assert_eq!(server.line()["server_closed"], 1002);
     // Then the connection ends.
     assert_eq!(raw.frame(), None);
     assert!(gatehouse_tests::wait_until(Duration::from_secs(5), || {

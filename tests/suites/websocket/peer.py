@@ -2,7 +2,8 @@
 
     peer.py server          echo server on a free loopback port; prints the port, serves
                             until killed. A message starting with "frag:" is echoed as a
-                            fragmented message.
+                            fragmented message. When a connection ends it prints
+                            {"server_closed": code} (the close code it received, or null).
     peer.py client URL      connects through the gateway, prints {"open": true}, then runs
                             commands from stdin, one per line, printing one JSON line each:
                               echo N   N messages of every shape, each checked -> {"echoed": N}
@@ -35,6 +36,8 @@ def server():
                     ws.send(msg)
         except ConnectionClosed:
             pass
+        rcvd = ws.protocol.close_rcvd
+        say({"server_closed": rcvd.code if rcvd else None})
 
     with serve(handler, "127.0.0.1", 0, max_size=None, compression=None) as srv:
         say(srv.socket.getsockname()[1])
