@@ -76,7 +76,11 @@ impl Drop for Py {
 
 /// The Python echo server; its address.
 fn echo_server() -> (Py, SocketAddr) {
-    let mut p = Py::spawn(&["server"]);
+    echo_server_with(&["server"])
+}
+
+fn echo_server_with(args: &[&str]) -> (Py, SocketAddr) {
+    let mut p = Py::spawn(args);
     let port = p.line().as_u64().expect("port") as u16;
     (p, SocketAddr::from(([127, 0, 0, 1], port)))
 }
@@ -202,7 +206,8 @@ fn a_thousand_messages_echo_both_ways_and_metrics_count_the_tunnel() {
     }));
     let m = scrape(&gw);
     assert_eq!(m["gatehouse_websocket_tunnels_total"], 1.0);
-    // 1,000 messages, 100 of them in three frames, and the close.
+    // 1,000 messages, 100 of them fragmented (the library sends three fragments and an
+    // empty final frame), and the close.
     for dir in ["client_to_upstream", "upstream_to_client"] {
         let frames = m[&format!("gatehouse_websocket_frames_total{{direction=\"{dir}\"}}")];
         assert_eq!(frames, 1301.0, "{dir}");
@@ -213,6 +218,20 @@ fn a_thousand_messages_echo_both_ways_and_metrics_count_the_tunnel() {
         m[r#"gatehouse_requests_total{route="ws",upstream="echo",class="1xx"}"#],
         1.0
     );
+}
+
+#[test]
+fn permessage_deflate_frames_pass_when_negotiated() {
+    let (_server, up) = echo_server_with(&["server", "deflate"]);
+    let gw = Gateway::start(&config(up, ""));
+    let mut c = Py::spawn(&["client", &format!("ws://{}/ws/echo", gw.addr), "deflate"]);
+    let open = c.line();
+    assert!(open["extensions"]
+        .as_str()
+        .is_some_and(|e| e.starts_with("permessage-deflate")));
+    // Compressed frames carry RSV1: allowed because the 101 negotiated the extension.
+    assert_eq!(c.cmd("echo 100")["echoed"], 100);
+    assert_eq!(metric(&gw, "gatehouse_websocket_tunnels_open"), 1.0);
 }
 
 #[test]

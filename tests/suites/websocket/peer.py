@@ -9,6 +9,8 @@
                               echo N   N messages of every shape, each checked -> {"echoed": N}
                               sleep S  sleeps S seconds (pings are answered meanwhile)
                               wait     until the connection closes -> {"closed": code}
+
+A last argument `deflate` makes either side offer/accept permessage-deflate (RSV1 frames).
 """
 
 import json
@@ -25,6 +27,10 @@ def say(obj):
     print(json.dumps(obj), flush=True)
 
 
+def compression():
+    return "deflate" if sys.argv[-1] == "deflate" else None
+
+
 def server():
     def handler(ws):
         try:
@@ -39,7 +45,7 @@ def server():
         rcvd = ws.protocol.close_rcvd
         say({"server_closed": rcvd.code if rcvd else None})
 
-    with serve(handler, "127.0.0.1", 0, max_size=None, compression=None) as srv:
+    with serve(handler, "127.0.0.1", 0, max_size=None, compression=compression()) as srv:
         say(srv.socket.getsockname()[1])
         srv.serve_forever()
 
@@ -71,8 +77,8 @@ def echo(ws, n):
 
 
 def client(url):
-    ws = connect(url, max_size=None, compression=None, ping_interval=None, open_timeout=10)
-    say({"open": True})
+    ws = connect(url, max_size=None, compression=compression(), ping_interval=None, open_timeout=10)
+    say({"open": True, "extensions": ws.response.headers.get("Sec-WebSocket-Extensions")})
     for line in sys.stdin:
         cmd = line.split()
         if not cmd:
