@@ -110,7 +110,10 @@ pub fn drive(s: &mut Session, env: &mut Env) -> Outcome {
 /// Frees what the session holds (used on every close path).
 fn close(s: &mut Session, env: &mut Env) -> Outcome {
     if let Some(mut ex) = s.ex.take() {
-        crate::access_log::aborted(s, env, &ex);
+        // A tunnel's request was logged when its 101 went out.
+        if !ex.ws.open {
+            crate::access_log::aborted(s, env, &ex);
+        }
         if let Some(key) = ex.up.take() {
             env.pool.discard(env.registry, key);
         }
