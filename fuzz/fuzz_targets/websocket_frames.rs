@@ -15,13 +15,13 @@ fn run(data: &[u8], from: Sender, rsv: u8, mut piece: impl FnMut() -> usize) -> 
         buf.extend_from_slice(&data[fed..end]);
         fed = end;
         let mut fwd = 0;
-        let r = t.approve(&buf, &mut fwd);
-        assert!(fwd <= buf.len());
+        let tr = t.approve(&buf, &mut fwd);
+        assert!(fwd <= buf.len() && tr.bytes == fwd);
         approved += fwd;
+        frames += tr.frames;
         buf.drain(..fwd);
-        match r {
-            Ok(tr) => frames += tr.frames,
-            Err(_) => return (approved, frames, true),
+        if tr.error.is_some() {
+            return (approved, frames, true);
         }
         if fed == data.len() {
             return (approved, frames, false);

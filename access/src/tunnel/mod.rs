@@ -131,12 +131,11 @@ pub(crate) fn step(s: &mut Session, env: &mut Env) -> Step {
 
     // Client to upstream: approve what the frames allow, write it, read more.
     if let Some(cin) = s.cin.as_mut() {
-        match ws.up.approve(&cin[..], &mut ex.fwd_req) {
-            Ok(t) => {
-                env.stats.ws_frames[0].add(t.frames);
-                env.stats.ws_bytes[0].add(t.bytes as u64);
-            }
-            Err(e) => ws.violation(e, now),
+        let t = ws.up.approve(&cin[..], &mut ex.fwd_req);
+        env.stats.ws_frames[0].add(t.frames);
+        env.stats.ws_bytes[0].add(t.bytes as u64);
+        if let Some(e) = t.error {
+            ws.violation(e, now);
         }
         while ex.fwd_req > 0 && conn.writable {
             match write_some(&mut conn.stream, &cin[..ex.fwd_req]) {
@@ -195,12 +194,11 @@ pub(crate) fn step(s: &mut Session, env: &mut Env) -> Step {
     }
     if let Some(uin) = ex.uin.as_ref() {
         let before = ex.fwd_resp;
-        match ws.down.approve(&uin[..], &mut ex.fwd_resp) {
-            Ok(t) => {
-                env.stats.ws_frames[1].add(t.frames);
-                env.stats.ws_bytes[1].add(t.bytes as u64);
-            }
-            Err(e) => ws.violation(e, now),
+        let t = ws.down.approve(&uin[..], &mut ex.fwd_resp);
+        env.stats.ws_frames[1].add(t.frames);
+        env.stats.ws_bytes[1].add(t.bytes as u64);
+        if let Some(e) = t.error {
+            ws.violation(e, now);
         }
         progress |= ex.fwd_resp != before;
     }

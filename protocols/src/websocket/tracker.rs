@@ -31,9 +31,12 @@ pub struct FrameTracker {
 /// What `approve` found in the bytes it approved this time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tracked {
+    /// Frames whose header was approved.
     pub frames: u64,
     /// Bytes approved (headers and payload).
     pub bytes: usize,
+    /// The violation approval stopped at (the frames and bytes before it still count).
+    pub error: Option<FrameError>,
 }
 
 impl FrameTracker {
@@ -53,10 +56,19 @@ impl FrameTracker {
     }
 
     /// Approves bytes of `buf` from `*fwd` on (bytes before `*fwd` were approved earlier and
-    /// not yet consumed), advancing `*fwd` past every byte that may be forwarded. An error
-    /// leaves `*fwd` at the start of the offending frame.
-    pub fn approve(&mut self, buf: &[u8], fwd: &mut usize) -> Result<Tracked, FrameError> {
+    /// not yet consumed), advancing `*fwd` past every byte that may be forwarded. A violation
+    /// leaves `*fwd` at the start of the offending frame and is reported in `error`; the
+    /// tracker then approves nothing more.
+    pub fn approve(&mut self, buf: &[u8], fwd: &mut usize) -> Tracked {
         let mut t = Tracked::default();
+        if let Err(e) = self.scan(buf, fwd, &mut t) {
+            t.error = Some(e);
+            self.stopped = true;
+        }
+        t
+    }
+
+    fn scan(&mut self, buf: &[u8], fwd: &mut usize, t: &mut Tracked) -> Result<(), FrameError> {
         loop {
             let avail = buf.len().saturating_sub(*fwd);
             if self.remaining > 0 {
@@ -65,16 +77,16 @@ impl FrameTracker {
                 t.bytes += take as usize;
                 self.remaining -= take;
                 if self.remaining > 0 || take == 0 {
-                    return Ok(t);
+                    return Ok(());
                 }
                 continue;
             }
             if self.stopped || self.close_seen || avail == 0 {
-                return Ok(t);
+                return Ok(());
             }
             let rest = buf.get(*fwd..).unwrap_or(&[]);
             let Some(h) = parse_header(rest, self.from, self.rsv_allowed)? else {
-                return Ok(t);
+                return Ok(());
             };
             match h.opcode {
                 Opcode::Continuation if !self.in_message => {
@@ -89,7 +101,7 @@ impl FrameTracker {
                     // Held back until whole, so its code and reason can be checked.
                     let len = h.payload_len as usize;
                     let Some(p) = rest.get(h.header_len..h.header_len + len) else {
-                        return Ok(t);
+                        return Ok(());
                     };
                     let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
                     let payload = &mut payload[..len];
