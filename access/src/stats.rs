@@ -23,7 +23,7 @@ pub const LATENCY_BUCKETS_US: [u64; 14] = [
 ];
 
 /// The `error.code`s of the gateway's own answers (protocols::error), in label order.
-pub const CODES: [&str; 18] = [
+pub const CODES: [&str; 17] = [
     "bad_request",
     "bad_parameter",
     "auth_failed",
@@ -35,7 +35,6 @@ pub const CODES: [&str; 18] = [
     "headers_too_large",
     "rate_limited",
     "unknown_transfer_coding",
-    "upgrade_required",
     "upstream_failed",
     "no_healthy_upstream",
     "circuit_open",

@@ -30,9 +30,10 @@ pub enum ErrorKind {
     HeadersTooLarge,
     RateLimited,
     UnknownTransferCoding,
-    /// A WebSocket upgrade asked for a protocol version other than 13 (RFC 6455 §4.4):
-    /// answered 426 with `Sec-WebSocket-Version: 13`.
-    UpgradeRequired,
+    /// A WebSocket upgrade asked for a protocol version other than 13. RFC 6455 §4.4 asks
+    /// for "an appropriate HTTP error code (such as 426)" and the versions supported: the
+    /// answer is CONTRACT.md's 400 `bad_request`, with `Sec-WebSocket-Version: 13`.
+    UnsupportedWebSocketVersion,
     UpstreamFailed(&'static str),
     NoHealthyUpstream,
     CircuitOpen,
@@ -44,7 +45,9 @@ pub enum ErrorKind {
 impl ErrorKind {
     pub fn status(self) -> u16 {
         match self {
-            ErrorKind::BadRequest(_) | ErrorKind::BadParameter => 400,
+            ErrorKind::BadRequest(_)
+            | ErrorKind::BadParameter
+            | ErrorKind::UnsupportedWebSocketVersion => 400,
             ErrorKind::AuthFailed => 401,
             ErrorKind::Forbidden(_) => 403,
             ErrorKind::NoRoute => 404,
@@ -54,7 +57,6 @@ impl ErrorKind {
             ErrorKind::HeadersTooLarge => 431,
             ErrorKind::RateLimited => 429,
             ErrorKind::UnknownTransferCoding => 501,
-            ErrorKind::UpgradeRequired => 426,
             ErrorKind::UpstreamFailed(_) => 502,
             ErrorKind::NoHealthyUpstream | ErrorKind::CircuitOpen | ErrorKind::Overloaded => 503,
             ErrorKind::UpstreamTimeout => 504,
@@ -65,7 +67,7 @@ impl ErrorKind {
     /// The stable `error.code` of the JSON body.
     pub fn code(self) -> &'static str {
         match self {
-            ErrorKind::BadRequest(_) => "bad_request",
+            ErrorKind::BadRequest(_) | ErrorKind::UnsupportedWebSocketVersion => "bad_request",
             ErrorKind::BadParameter => "bad_parameter",
             ErrorKind::AuthFailed => "auth_failed",
             ErrorKind::Forbidden(_) => "forbidden",
@@ -76,7 +78,6 @@ impl ErrorKind {
             ErrorKind::HeadersTooLarge => "headers_too_large",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::UnknownTransferCoding => "unknown_transfer_coding",
-            ErrorKind::UpgradeRequired => "upgrade_required",
             ErrorKind::UpstreamFailed(_) => "upstream_failed",
             ErrorKind::NoHealthyUpstream => "no_healthy_upstream",
             ErrorKind::CircuitOpen => "circuit_open",
@@ -100,7 +101,9 @@ impl ErrorKind {
             ErrorKind::HeadersTooLarge => "request headers too large",
             ErrorKind::RateLimited => "rate limit exceeded",
             ErrorKind::UnknownTransferCoding => "transfer coding not implemented",
-            ErrorKind::UpgradeRequired => "unsupported WebSocket version (13 is supported)",
+            ErrorKind::UnsupportedWebSocketVersion => {
+                "unsupported WebSocket version (13 is supported)"
+            }
             ErrorKind::UpstreamFailed(_) => "upstream failed",
             ErrorKind::NoHealthyUpstream => "no healthy upstream",
             ErrorKind::CircuitOpen => "circuit open",
@@ -264,7 +267,7 @@ pub fn write_error(out: &mut BytesMut, kind: ErrorKind, a: &Answer) {
         out.put_slice(b"\r\nRetry-After: ");
         put_u64(out, s);
     }
-    if kind == ErrorKind::UpgradeRequired {
+    if kind == ErrorKind::UnsupportedWebSocketVersion {
         out.put_slice(b"\r\nSec-WebSocket-Version: 13");
     }
     if a.close {

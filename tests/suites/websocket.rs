@@ -333,7 +333,7 @@ fn bad_upgrade_requests_are_answered_by_the_gateway() {
         "bad_request",
     );
     let r = ask(upgrade_request("/ws/x", KEY, "8"));
-    assert_gateway_error(&r, 426, "upgrade_required");
+    assert_gateway_error(&r, 400, "bad_request");
     assert_eq!(r.header("sec-websocket-version"), Some("13"));
     let post = upgrade_request("/ws/x", KEY, "13").replace("GET", "POST");
     assert_gateway_error(&ask(post), 400, "bad_request");

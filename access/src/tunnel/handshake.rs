@@ -25,7 +25,7 @@ fn lists_token(value: &[u8], token: &[u8]) -> bool {
 
 /// Checks a request for a WebSocket upgrade. Not an upgrade: `Ok` and nothing stored.
 /// A good one: its key is kept in `ws` for the check of the upstream's answer. A bad one:
-/// the answer to give (400, or 426 for a version other than 13).
+/// the answer to give (400; for a version other than 13 with `Sec-WebSocket-Version: 13`).
 pub(crate) fn check_request(
     ws: &mut WsState,
     head: &RequestHead,
@@ -52,7 +52,7 @@ pub(crate) fn check_request(
     match head.find(HeaderKind::SecWebSocketVersion) {
         None => return Err(ErrorKind::BadRequest("websocket_version_missing")),
         Some(v) if v.value.get(buf).trim_ascii() != b"13" => {
-            return Err(ErrorKind::UpgradeRequired)
+            return Err(ErrorKind::UnsupportedWebSocketVersion)
         }
         Some(_) => {}
     }
@@ -204,7 +204,7 @@ Upgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbX
         );
         assert_eq!(
             check(&GOOD.replace("Version: 13", "Version: 8")).0,
-            Err(ErrorKind::UpgradeRequired)
+            Err(ErrorKind::UnsupportedWebSocketVersion)
         );
         assert_eq!(
             check(&GOOD.replace("Sec-WebSocket-Version: 13\r\n", "")).0,
