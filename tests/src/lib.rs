@@ -8,12 +8,14 @@
 
 pub mod backend;
 pub mod client;
+pub mod fault;
 pub mod gateway;
 pub mod pattern;
 pub mod wire;
 
 pub use backend::{Backend, BodySrc, Frame, Reply, Response};
 pub use client::{assert_gateway_error, get, roundtrip, wait_until, Conn, Ending, Framing, Resp};
+pub use fault::{FaultProxy, Faults, Reset};
 pub use gateway::{bin, free_port, run_cmd, Gateway, TempDir};
 pub use wire::Request;
 
