@@ -58,6 +58,9 @@ pub struct Env<'a> {
     pub thrift: &'a mut crate::thrift::ThriftCore,
     /// The worker's access log queue and per-session staging.
     pub log: &'a mut crate::access_log::WorkerLog,
+    /// The memory guard says the process is over `server.max_memory_mb`: new requests are
+    /// answered 503 (see `overload.rs`).
+    pub shedding: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +128,7 @@ fn close(s: &mut Session, env: &mut Env) -> Outcome {
 }
 
 pub(crate) fn recycle(mut ex: Box<Exchange>, env: &mut Env) {
+    crate::overload::release(&mut ex);
     crate::calls::abandon(&mut ex, env);
     crate::thrift::abandon(&mut ex, env);
     crate::tunnel::abandon(&mut ex, env);
@@ -333,6 +337,9 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
     // An exchange already present means the pipeline asked for the body, which is now in
     // `cin` after the head: resume the pipeline where it stopped.
     let resuming = s.ex.is_some();
+    if !resuming && env.shedding {
+        return crate::overload::shed(s, env);
+    }
     let mut ex = match s.ex.take() {
         Some(ex) => ex,
         None => env.free_ex.pop().unwrap_or_default(),
@@ -430,7 +437,7 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
             BodyKind::Length(n) if n > ex.ctx.max_body => {
                 Some((ErrorKind::BodyTooLarge, None, None))
             }
-            _ => None,
+            _ => crate::overload::admit(&mut ex, &snap),
         },
     };
     if let Some((kind, retry_after, field)) = reject {
@@ -681,6 +688,18 @@ pub fn on_timeout(s: &mut Session, env: &mut Env) -> Outcome {
             let Some(ex) = s.ex.as_ref() else {
                 return close(s, env);
             };
+            // The client stalled mid-body while the gateway had room for more: its fault,
+            // answered 408 (the upstream's half-sent request is dropped with its connection).
+            let room = s.cin.as_ref().is_none_or(|c| c.len() < env.bufs.buf_size());
+            if !ex.req_body.is_done()
+                && room
+                && !ex.resp_head_sent
+                && env.now >= s.client_activity + env.snap.config.limits.body_timeout_ms
+            {
+                let _ = crate::proxy::client_body_failed(s, env, ErrorKind::ClientTimeout);
+                s.client_activity = env.now;
+                return drive(s, env);
+            }
             let upstream_late = !ex.connected
                 || (ex.resp != RespPhase::Done && env.now >= ex.up_activity + ex.read_timeout_ms);
             if upstream_late && !ex.resp_head_sent {

@@ -11,6 +11,7 @@ pub mod forward;
 pub mod http;
 pub mod io;
 pub mod listener;
+pub mod overload;
 pub mod proxy;
 pub mod seal;
 pub mod server;

@@ -284,7 +284,7 @@ fn approve(
 
 /// The client's body broke a rule mid-stream: the upstream got part of a request, so its
 /// connection is dropped; the client gets the answer if none started, and is closed.
-fn client_body_failed(s: &mut Session, env: &mut Env, kind: ErrorKind) -> Step {
+pub(crate) fn client_body_failed(s: &mut Session, env: &mut Env, kind: ErrorKind) -> Step {
     let Some(ex) = s.ex.as_mut() else {
         return Step::Close;
     };

@@ -153,6 +153,9 @@ pub struct Exchange {
     pub thrift: crate::thrift::CallState,
     /// A WebSocket upgrade's key, then its tunnel.
     pub ws: crate::tunnel::WsState,
+    /// Places taken under the route's and upstream's in-flight caps, given back (against
+    /// `snap`) when the exchange is recycled.
+    pub held: business::admission::Held,
 }
 
 impl Exchange {
@@ -201,6 +204,7 @@ impl Exchange {
             calls: Default::default(),
             thrift: Default::default(),
             ws: Default::default(),
+            held: business::admission::Held::NONE,
         }
     }
 
@@ -226,6 +230,13 @@ impl Default for Exchange {
 }
 
 impl Session {
+    /// Between requests with nothing buffered either way: closing it loses no work.
+    pub fn is_idle(&self) -> bool {
+        self.phase == Phase::Head
+            && self.cin.as_ref().is_none_or(|c| c.is_empty())
+            && self.cout.is_none()
+    }
+
     pub fn new(stream: TcpStream, peer: SocketAddr, now: u64) -> Session {
         Session {
             stream,

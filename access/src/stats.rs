@@ -275,6 +275,8 @@ pub struct WorkerStats {
     /// Frames and bytes through tunnels: [client to upstream, upstream to client].
     pub ws_frames: [Counter; 2],
     pub ws_bytes: [Counter; 2],
+    /// 1 while the memory guard sheds load on this worker (docs/overload.md).
+    pub shedding: Counter,
     table: Mutex<Arc<RouteTable>>,
 }
 
@@ -296,6 +298,7 @@ impl WorkerStats {
             ws_opened: Counter::default(),
             ws_frames: Default::default(),
             ws_bytes: Default::default(),
+            shedding: Counter::default(),
             table: Mutex::new(table.clone()),
         });
         ws.config_version.set(snap.version);
@@ -387,6 +390,20 @@ pub fn render() -> String {
             "gatehouse_connections_open{{worker=\"{}\"}} {}",
             w.worker,
             w.sessions.get()
+        );
+    }
+
+    let _ = writeln!(
+        o,
+        "# HELP gatehouse_memory_shedding 1 while the worker sheds load over server.max_memory_mb."
+    );
+    let _ = writeln!(o, "# TYPE gatehouse_memory_shedding gauge");
+    for w in &workers {
+        let _ = writeln!(
+            o,
+            "gatehouse_memory_shedding{{worker=\"{}\"}} {}",
+            w.worker,
+            w.shedding.get()
         );
     }
 

@@ -3,7 +3,7 @@
 //! their inboxes) and never take a lock on the request path.
 
 use crate::http::{self, Env, Outcome};
-use crate::session::{CoreSnap, Exchange, Phase, Session};
+use crate::session::{CoreSnap, Exchange, Session};
 use crate::stats::{RouteTable, WorkerStats};
 use business::{CoreState, Snapshot};
 use components::HttpPool;
@@ -24,6 +24,12 @@ pub const BUF_SIZE: usize = 16 * 1024;
 const MAX_FREE_BUFS: usize = 4096;
 /// How often idle upstream connections are swept (ms).
 const SWEEP_EVERY_MS: u64 = 1000;
+/// How long accepting stays paused after accept(2) failed (out of descriptors, say) before
+/// it is tried again: long enough not to spin on a listener that stays ready, short enough
+/// that the backlog drains soon after descriptors free up.
+const ACCEPT_BACKOFF_MS: u64 = 100;
+/// Shortest time between two "accept failed" lines on stderr.
+const ACCEPT_WARN_EVERY_MS: u64 = 10_000;
 
 /// Work sent to a worker from another thread.
 pub enum Task {
@@ -39,7 +45,15 @@ pub struct Worker {
     poll: Poll,
     inbox: Inbox<Task>,
     listeners: Vec<TcpListener>,
+    /// Accepting is paused: at `server.max_connections`, or backing off after an accept
+    /// error. New connections wait in the kernel's backlog meanwhile.
     accept_paused: bool,
+    /// When a paused accept is tried again even if no session ends (0 = only when one ends).
+    accept_retry_at: u64,
+    accept_warned_at: u64,
+    /// The memory guard's verdict at the last tick (see `overload.rs`).
+    shedding: bool,
+    last_tick: u64,
     sessions: Slab<Session>,
     pool: HttpPool,
     thrift: crate::thrift::ThriftCore,
@@ -115,12 +129,19 @@ impl Worker {
         let (stats, routes) = WorkerStats::register(id, &snap);
         let limits = parse_limits(&snap);
         let log = crate::access_log::WorkerLog::new(id, &snap.config.log);
+        if snap.config.server.max_memory_mb > 0 {
+            crate::overload::start_memory_sampler();
+        }
         Ok(Worker {
             id,
             poll,
             inbox,
             listeners: ls,
             accept_paused: false,
+            accept_retry_at: 0,
+            accept_warned_at: 0,
+            shedding: false,
+            last_tick: now,
             sessions: Slab::with_capacity(1024),
             pool: HttpPool::new(),
             thrift: crate::thrift::ThriftCore::new(),
@@ -159,7 +180,12 @@ impl Worker {
         loop {
             let now = self.clock.now();
             let timeout = if self.again.is_empty() {
-                self.wheel.next_timeout(now, SWEEP_EVERY_MS)
+                let most = if self.needs_tick() {
+                    crate::overload::MEM_CHECK_MS
+                } else {
+                    SWEEP_EVERY_MS
+                };
+                self.wheel.next_timeout(now, most)
             } else {
                 0
             };
@@ -217,6 +243,10 @@ impl Worker {
                 }
             }
             let now = self.clock.now();
+            if now >= self.last_tick + crate::overload::MEM_CHECK_MS {
+                self.last_tick = now;
+                self.tick(now);
+            }
             if now >= self.last_sweep + SWEEP_EVERY_MS {
                 self.last_sweep = now;
                 let timeout = self
@@ -277,6 +307,11 @@ impl Worker {
     }
 
     fn accept(&mut self, li: usize) {
+        if self.accept_paused {
+            // A listener event while paused: the connection waits in the backlog until a
+            // session ends or the back-off passes (`tick`).
+            return;
+        }
         let max = self.snap.config.server.max_connections;
         loop {
             if self.sessions.len() >= max {
@@ -319,10 +354,21 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // EMFILE and friends: stop for now; the next event or a closing session
-                    // retries.
-                    eprintln!("gatehouse: worker {}: accept failed: {e}", self.id);
+                    // EMFILE and friends: the connection stays in the backlog and the
+                    // listener stays ready, so retrying now would spin. Pause; a closing
+                    // session or the back-off retries.
+                    let now = self.clock.now();
+                    if self.accept_warned_at == 0
+                        || now >= self.accept_warned_at + ACCEPT_WARN_EVERY_MS
+                    {
+                        self.accept_warned_at = now.max(1);
+                        eprintln!(
+                            "gatehouse: worker {}: accept failed: {e}; pausing accept for {ACCEPT_BACKOFF_MS} ms",
+                            self.id
+                        );
+                    }
                     self.accept_paused = true;
+                    self.accept_retry_at = now + ACCEPT_BACKOFF_MS;
                     return;
                 }
             }
@@ -354,6 +400,7 @@ impl Worker {
             routes: &self.routes,
             thrift: &mut self.thrift,
             log: &mut self.log,
+            shedding: self.shedding,
         };
         let outcome = http::drive(s, &mut env);
         self.after(sid, outcome);
@@ -390,10 +437,70 @@ impl Worker {
             && !self.stopping
             && self.sessions.len() < self.snap.config.server.max_connections
         {
-            self.accept_paused = false;
-            for li in 0..self.listeners.len() {
-                self.accept(li);
+            self.resume_accept();
+        }
+    }
+
+    fn resume_accept(&mut self) {
+        self.accept_paused = false;
+        self.accept_retry_at = 0;
+        for li in 0..self.listeners.len() {
+            self.accept(li);
+        }
+    }
+
+    /// Whether the loop must wake every `MEM_CHECK_MS` even with nothing else to do.
+    fn needs_tick(&self) -> bool {
+        self.snap.config.server.max_memory_mb > 0 || self.accept_retry_at > 0
+    }
+
+    /// Every `MEM_CHECK_MS`: the memory guard's verdict, and a backed-off accept.
+    fn tick(&mut self, now: u64) {
+        let limit = self.snap.config.server.max_memory_mb;
+        let over = crate::overload::over_memory(limit);
+        if over != self.shedding {
+            self.shedding = over;
+            self.stats.shedding.set(u64::from(over));
+            eprintln!(
+                "gatehouse: worker {}: resident memory {} MiB is {} server.max_memory_mb = {limit}: {}",
+                self.id,
+                crate::overload::rss_bytes() >> 20,
+                if over { "over" } else { "back under" },
+                if over {
+                    "answering new requests 503 and closing idle connections"
+                } else {
+                    "serving again"
+                }
+            );
+            if over {
+                // Idle keep-alive connections hold descriptors and kernel buffers for
+                // requests that would be refused anyway. One whose request is already in
+                // the socket is left to get its 503 (closing it would reset the client);
+                // a peek per idle connection, once per transition.
+                let mut peek = [0u8; 1];
+                let idle: Vec<usize> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| {
+                        s.is_idle()
+                            && s.stream
+                                .peek(&mut peek)
+                                .is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock)
+                    })
+                    .map(|(k, _)| k)
+                    .collect();
+                for sid in idle {
+                    self.close_session(sid);
+                }
             }
+        }
+        if self.accept_paused
+            && self.accept_retry_at > 0
+            && now >= self.accept_retry_at
+            && !self.stopping
+            && self.sessions.len() < self.snap.config.server.max_connections
+        {
+            self.resume_accept();
         }
     }
 
@@ -438,6 +545,7 @@ impl Worker {
                 routes: &self.routes,
                 thrift: &mut self.thrift,
                 log: &mut self.log,
+                shedding: self.shedding,
             };
             let outcome = http::on_timeout(s, &mut env);
             self.after(sid, outcome);
@@ -476,11 +584,7 @@ impl Worker {
         let idle: Vec<usize> = self
             .sessions
             .iter()
-            .filter(|(_, s)| {
-                s.phase == Phase::Head
-                    && s.cin.as_ref().is_none_or(|c| c.is_empty())
-                    && s.cout.is_none()
-            })
+            .filter(|(_, s)| s.is_idle())
             .map(|(k, _)| k)
             .collect();
         for sid in idle {

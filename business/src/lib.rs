@@ -5,6 +5,7 @@
 //! borrowed [`Request`] view and a reusable [`Context`], and acts on the [`Flow`] it gets back:
 //! answer now, proxy to the chosen upstream node, or (later) wait for outbound calls.
 
+pub mod admission;
 pub mod calls;
 pub mod codec;
 pub mod context;

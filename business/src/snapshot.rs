@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub services: Vec<Arc<Idl>>,
     /// For each route (by index), its Thrift call when its upstream speaks Thrift.
     pub thrift_routes: Vec<Option<ThriftRoute>>,
+    /// Node-wide in-flight caps of routes and upstreams (`max_concurrent`, `max_requests`).
+    pub admission: crate::admission::Admission,
 }
 
 impl Snapshot {
@@ -159,6 +161,7 @@ impl Snapshot {
             return Err(errors);
         }
         let router = Router::build(&config.routes);
+        let admission = crate::admission::Admission::build(&config, prev.map(|p| &p.admission));
         let pipeline = Pipeline::build(&config, modules, plan, releases, &route_upstream)?;
         Ok(Arc::new(Snapshot {
             version,
@@ -170,6 +173,7 @@ impl Snapshot {
             pipeline,
             services,
             thrift_routes,
+            admission,
         }))
     }
 

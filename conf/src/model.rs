@@ -55,6 +55,10 @@ pub struct Server {
     pub max_connections: usize,
     /// Graceful stop: how long in-flight requests may take after accepting stops.
     pub drain_timeout_ms: u64,
+    /// Resident memory (MiB) above which the gateway sheds load: new requests are answered
+    /// 503 `overloaded` and idle connections closed until it is back under; 0 = off.
+    /// See docs/overload.md.
+    pub max_memory_mb: u64,
 }
 
 impl Default for Server {
@@ -66,6 +70,7 @@ impl Default for Server {
             cpu_affinity: false,
             max_connections: 10_000,
             drain_timeout_ms: 30_000,
+            max_memory_mb: 0,
         }
     }
 }
@@ -227,6 +232,10 @@ pub struct Upstream {
     /// Largest Thrift message sent or accepted (frame or unframed message), in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message_bytes: Option<usize>,
+    /// Requests in flight to this upstream at once, counted across every worker; more are
+    /// answered 503 `overloaded` at once. Unset = no cap (docs/overload.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<u32>,
 }
 
 impl Upstream {
@@ -261,6 +270,7 @@ impl Default for Upstream {
             max_connections: None,
             max_pending: None,
             max_message_bytes: None,
+            max_requests: None,
         }
     }
 }
@@ -322,6 +332,10 @@ pub struct Route {
     /// For prefix paths: forward the path without the matched prefix (`/api/x` -> `/x`).
     #[serde(default)]
     pub strip_prefix: bool,
+    /// Requests on this route in flight at once, counted across every worker; more are
+    /// answered 503 `overloaded` at once. Unset = no cap (docs/overload.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
     /// Ids of the (non-global) modules this route uses, in the order they run within a phase.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub modules: Vec<String>,
@@ -372,6 +386,7 @@ impl Default for Route {
             upstream: String::new(),
             max_body_bytes: None,
             strip_prefix: false,
+            max_concurrent: None,
             modules: Vec::new(),
             websocket: None,
             service: None,

@@ -440,10 +440,18 @@ mod tests {
             // 20 kB at 100 kB/s in pieces of 5 kB: the last piece leaves 0.15 s in at the
             // earliest; latency adds 50 ms each way.
             if f.bytes_per_sec > 0 {
-                assert!(t.elapsed() >= Duration::from_millis(150), "{:?}", t.elapsed());
+                assert!(
+                    t.elapsed() >= Duration::from_millis(150),
+                    "{:?}",
+                    t.elapsed()
+                );
             }
             if !f.latency.is_zero() {
-                assert!(t.elapsed() >= Duration::from_millis(100), "{:?}", t.elapsed());
+                assert!(
+                    t.elapsed() >= Duration::from_millis(100),
+                    "{:?}",
+                    t.elapsed()
+                );
             }
         }
     }

@@ -109,6 +109,7 @@ impl Config {
 fn check_server(e: &mut Errors, s: &Server) -> Vec<(usize, SocketAddr)> {
     e.range("server.workers", s.workers, 0, 1024);
     e.range("server.max_connections", s.max_connections, 1, 1_000_000);
+    e.range("server.max_memory_mb", s.max_memory_mb, 0, 16 << 20);
     e.range(
         "server.drain_timeout_ms",
         s.drain_timeout_ms,
@@ -263,6 +264,9 @@ fn check_upstreams(e: &mut Errors, upstreams: &[Upstream]) {
             }
         }
         e.timeout(&format!("{p}.connect_timeout_ms"), u.connect_timeout_ms);
+        if let Some(n) = u.max_requests {
+            e.range(&format!("{p}.max_requests"), n, 1, 10_000_000);
+        }
         e.timeout(&format!("{p}.read_timeout_ms"), u.read_timeout_ms);
         e.range(&format!("{p}.max_idle"), u.max_idle, 0, 10_000);
         e.timeout(&format!("{p}.idle_timeout_ms"), u.idle_timeout_ms);

@@ -40,6 +40,9 @@ pub(super) fn check_routes(e: &mut Errors, routes: &[Route], upstreams: &[Upstre
                 format!("no upstream named {:?}", r.upstream),
             );
         }
+        if let Some(n) = r.max_concurrent {
+            e.range(&format!("{p}.max_concurrent"), n, 1, 10_000_000);
+        }
         if let Some(limit) = r.max_body_bytes {
             e.range(&format!("{p}.max_body_bytes"), limit, 0, MAX_BODY_LIMIT);
         }
