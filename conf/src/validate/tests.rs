@@ -83,6 +83,7 @@ fn every_number_is_range_checked() {
         workers = 5000
         max_connections = 0
         drain_timeout_ms = 99999999
+        max_memory_mb = 99999999999
         [limits]
         max_request_line = 10
         max_header_bytes = 10
@@ -99,17 +100,20 @@ fn every_number_is_range_checked() {
         read_timeout_ms = 0
         max_idle = 10001
         idle_timeout_ms = 0
+        max_requests = 0
         [[routes]]
         id = "r"
         paths = ["/"]
         upstream = "u"
         max_body_bytes = 99999999999999
+        max_concurrent = 0
         "#,
     );
     for path in [
         "server.workers",
         "server.max_connections",
         "server.drain_timeout_ms",
+        "server.max_memory_mb",
         "limits.max_request_line",
         "limits.max_header_bytes",
         "limits.max_headers",
@@ -124,7 +128,9 @@ fn every_number_is_range_checked() {
         "upstreams[1].read_timeout_ms",
         "upstreams[1].max_idle",
         "upstreams[1].idle_timeout_ms",
+        "upstreams[1].max_requests",
         "routes[0].max_body_bytes",
+        "routes[0].max_concurrent",
     ] {
         assert!(
             errs.iter()
@@ -132,7 +138,7 @@ fn every_number_is_range_checked() {
             "no range error for {path} in {errs:#?}"
         );
     }
-    assert_eq!(errs.len(), 18, "{errs:#?}");
+    assert_eq!(errs.len(), 21, "{errs:#?}");
 }
 
 #[test]
