@@ -18,6 +18,10 @@
 #                    -> JSON) against plain proxying of the same JSON bytes, and the upstream
 #                    connections a multiplexed pool (32 calls in flight per connection) uses
 #                    against one call per connection (modes/thrift.sh)
+#   run.sh slowloris SLOW_CONNS slowloris connections (partial head, a byte a second,
+#                    re-opened as the proxy closes them) held on each proxy in turn: req/s
+#                    of a wrk run with them vs without; Gatehouse must keep >= 0.9x
+#                    (modes/slowloris.sh)
 #   run.sh reconfig  Gatehouse alone: paced wrk at TARGET_PCT% of the max measured in the
 #                    run, once without and once with an admin change every CHANGE_MS ms;
 #                    errors, p99, and a keep-alive connection that must survive (modes/reconfig.sh)
@@ -33,6 +37,8 @@
 #   --rounds N           ROUNDS       rounds per scenario (bench 3, smoke 1, calls 3, reconfig 1)
 #   --connections C      CONNS        wrk connections (50)
 #   --idle-conns N       IDLE_CONNS   idle connections held in idle mode (9000)
+#   --slow-conns N       SLOW_CONNS   slowloris connections held in slowloris mode (1000)
+#   SLOW_TIMEOUT_S=N                  slowloris mode: both proxies' header timeout (5)
 #   --scenarios LIST     SCENARIOS    subset of get100,get4k,get64k,post2k,modules (modules:
 #                                     GET /100?id=42 with a JWT; Gatehouse runs ip_list, params,
 #                                     waf, rate_limit and jwt on it, nginx proxies it plainly)
@@ -62,7 +68,7 @@ ROOT=$(dirname "$HERE")
 PY=(python3 "$HERE/harness.py")
 
 MODE=bench
-case "${1:-}" in bench | smoke | idle | calls | reconfig | thrift) MODE=$1; shift ;; esac
+case "${1:-}" in bench | smoke | idle | calls | reconfig | thrift | slowloris) MODE=$1; shift ;; esac
 
 PROXIES=${PROXIES:-nginx,gatehouse}
 GATEHOUSE_CMD=${GATEHOUSE_CMD:-}
@@ -70,6 +76,8 @@ DURATION=${DURATION:-}
 ROUNDS=${ROUNDS:-}
 CONNS=${CONNS:-50}
 IDLE_CONNS=${IDLE_CONNS:-9000}
+SLOW_CONNS=${SLOW_CONNS:-1000}
+SLOW_TIMEOUT_S=${SLOW_TIMEOUT_S:-5}
 SCENARIOS=${SCENARIOS:-get100,get4k,get64k,post2k,modules}
 CALL_CONNS=${CALL_CONNS:-4}
 CALL_DELAYS_US=${CALL_DELAYS_US:-5000,5000}
@@ -93,6 +101,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=${2:?}; shift 2 ;;
     --connections) CONNS=${2:?}; shift 2 ;;
     --idle-conns) IDLE_CONNS=${2:?}; shift 2 ;;
+    --slow-conns) SLOW_CONNS=${2:?}; shift 2 ;;
     --scenarios) SCENARIOS=${2:?}; shift 2 ;;
     --warmup) WARMUP=${2:?}; shift 2 ;;
     --out) OUT=${2:?}; shift 2 ;;
@@ -112,6 +121,8 @@ case $MODE in
          OUT=${OUT:-$HERE/results/latest-smoke.json} ;;
   idle)  DURATION=${DURATION:-10}; ROUNDS=1; WARMUP=${WARMUP:-1}
          OUT=${OUT:-$HERE/results/latest-idle.json} ;;
+  slowloris) DURATION=${DURATION:-10}; ROUNDS=1; WARMUP=${WARMUP:-1}
+         OUT=${OUT:-$HERE/results/latest-slowloris.json} ;;
   calls) DURATION=${DURATION:-10}; ROUNDS=${ROUNDS:-3}; WARMUP=${WARMUP:-1}
          OUT=${OUT:-$HERE/results/latest-calls.json} ;;
   # Thrift measures Gatehouse against itself: nginx has no Thrift upstreams.
@@ -132,7 +143,7 @@ if [ "$MODE" = reconfig ]; then GW_MAX_IDLE=${GW_MAX_IDLE:-1024}; else GW_MAX_ID
 # Prefix that starts a command boosted (see harness.py boosted); empty when both are off.
 BOOST=()
 if [ "$NICE" != 0 ] || [ "$SLICE_US" != 0 ]; then BOOST=(python3 "$HERE/harness.py" boosted "$NICE" "$SLICE_US"); fi
-for n in DURATION ROUNDS CONNS IDLE_CONNS WARMUP PROXY_CPU LOAD_CPU CALL_CONNS TARGET_PCT CHANGE_MS GW_MAX_IDLE; do
+for n in DURATION ROUNDS CONNS IDLE_CONNS SLOW_CONNS SLOW_TIMEOUT_S WARMUP PROXY_CPU LOAD_CPU CALL_CONNS TARGET_PCT CHANGE_MS GW_MAX_IDLE; do
   [[ ${!n} =~ ^[0-9]+$ ]] || die "$n must be a whole number, got '${!n}'"
 done
 [ "$DURATION" -ge 1 ] || die "DURATION must be at least 1 s"
@@ -186,7 +197,7 @@ if [ "$NCPU" -lt 2 ] || [ "$PROXY_CPU" -ge "$NCPU" ] || [ "$LOAD_CPU" -ge "$NCPU
   PROXY_CPU=0 LOAD_CPU=0
 fi
 # Each idle connection is a descriptor in the holder and one in the proxy; ask for room.
-want_fds=$((IDLE_CONNS + 4096))
+want_fds=$((IDLE_CONNS + SLOW_CONNS + 4096))
 if [ "$(ulimit -n)" -lt "$want_fds" ]; then
   ulimit -n "$want_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 fi
@@ -382,9 +393,15 @@ gatehouse_extra_conf() {
     bench | smoke) if [[ ,$SCENARIOS, == *,modules,* ]]; then gatehouse_modules_conf; fi ;;
     calls) gatehouse_calls_conf ;;
     thrift) gatehouse_thrift_conf ;;
+    slowloris) gatehouse_slowloris_conf ;;
   esac
 }
-nginx_extra_conf() { if [ "$MODE" = calls ]; then nginx_calls_conf "$1"; fi; }
+nginx_extra_conf() {
+  case $MODE in
+    calls) nginx_calls_conf "$1" ;;
+    slowloris) nginx_slowloris_conf ;;
+  esac
+}
 
 # ---------------------------------------------------------------- processes
 # start_bg CPU LOG CMD...: starts CMD pinned to CPU, records its PID in PIDS and LAST_PID.
@@ -503,6 +520,8 @@ timed_wrk() {
 . "$HERE/modes/reconfig.sh"
 # shellcheck source=modes/thrift.sh
 . "$HERE/modes/thrift.sh"
+# shellcheck source=modes/slowloris.sh
+. "$HERE/modes/slowloris.sh"
 
 # ---------------------------------------------------------------- start everything
 say "mode $MODE; proxies ${PROXY_LIST[*]}; proxy on CPU $PROXY_CPU, wrk+upstream on CPU $LOAD_CPU; nice $NICE, slice ${SLICE_US} µs; work dir $WORK"
