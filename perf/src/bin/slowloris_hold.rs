@@ -85,7 +85,8 @@ fn open_one(addr: SocketAddr) -> io::Result<TcpStream> {
 fn ended(s: &mut TcpStream) -> bool {
     let mut buf = [0u8; 2048];
     match s.read(&mut buf) {
-        Ok(_) => true,
+        // End of stream, or an answer (a 408): either way the proxy is done with it.
+        Ok(0) | Ok(1..) => true,
         Err(e) => e.kind() != ErrorKind::WouldBlock,
     }
 }
