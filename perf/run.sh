@@ -34,7 +34,8 @@
 #                        (default: $CARGO_TARGET_DIR|target/release/gatehouse run --config {config})
 #   --duration S         DURATION     seconds per wrk run (bench 10, smoke 2, idle 10, calls 10,
 #                                     reconfig 60)
-#   --rounds N           ROUNDS       rounds per scenario (bench 3, smoke 1, calls 3, reconfig 1)
+#   --rounds N           ROUNDS       rounds per scenario (bench 3, smoke 1, calls 3, reconfig 1,
+#                                     slowloris 3)
 #   --connections C      CONNS        wrk connections (50)
 #   --idle-conns N       IDLE_CONNS   idle connections held in idle mode (9000)
 #   --slow-conns N       SLOW_CONNS   slowloris connections held in slowloris mode (1000)
@@ -121,7 +122,7 @@ case $MODE in
          OUT=${OUT:-$HERE/results/latest-smoke.json} ;;
   idle)  DURATION=${DURATION:-10}; ROUNDS=1; WARMUP=${WARMUP:-1}
          OUT=${OUT:-$HERE/results/latest-idle.json} ;;
-  slowloris) DURATION=${DURATION:-10}; ROUNDS=1; WARMUP=${WARMUP:-1}
+  slowloris) DURATION=${DURATION:-10}; ROUNDS=${ROUNDS:-3}; WARMUP=${WARMUP:-1}
          OUT=${OUT:-$HERE/results/latest-slowloris.json} ;;
   calls) DURATION=${DURATION:-10}; ROUNDS=${ROUNDS:-3}; WARMUP=${WARMUP:-1}
          OUT=${OUT:-$HERE/results/latest-calls.json} ;;
