@@ -2,9 +2,9 @@
 """Records and summary of `perf/run.sh slowloris` (python3 stdlib only; shares parsing and
 arithmetic with harness.py).
 
-For each proxy and round: req/s of a wrk run alone, then of the same run while slowloris_hold keeps
-SLOW_CONNS slowloris connections open (re-opening each one the proxy closes). The verdict is
-the ratio with/without; the verdict is the median of those paired ratios over the rounds:
+For each proxy and round: req/s of a wrk run alone, then of the same run while
+slowloris_hold keeps SLOW_CONNS slowloris connections open (re-opening each one the proxy
+closes). Each round gives a ratio with/without; the verdict is the median of those ratios:
 Gatehouse must keep at least 0.9 of its own figure.
 
 Subcommands:
