@@ -124,7 +124,10 @@ fn run(addr: SocketAddr, n: usize, interval: Duration) -> Result<(), String> {
             }
         }
     }
-    let open = conns.iter_mut().filter_map(|c| (!ended(c)).then_some(())).count();
+    let open = conns
+        .iter_mut()
+        .filter_map(|c| (!ended(c)).then_some(()))
+        .count();
     println!("reopened {reopened}");
     println!("open {open}");
     Ok(())
