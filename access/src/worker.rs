@@ -3,7 +3,7 @@
 //! their inboxes) and never take a lock on the request path.
 
 use crate::http::{self, Env, Outcome};
-use crate::session::{CoreSnap, Exchange, Session};
+use crate::session::{CoreSnap, Exchange, Phase, Session};
 use crate::stats::{RouteTable, WorkerStats};
 use business::{CoreState, Snapshot};
 use components::HttpPool;
