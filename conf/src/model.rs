@@ -55,6 +55,9 @@ pub struct Server {
     pub max_connections: usize,
     /// Graceful stop: how long in-flight requests may take after accepting stops.
     pub drain_timeout_ms: u64,
+    /// Upgrade: how long the running process waits for the new one to say it serves before
+    /// it gives up and keeps serving alone (docs/upgrade.md).
+    pub upgrade_timeout_ms: u64,
 }
 
 impl Default for Server {
@@ -66,6 +69,7 @@ impl Default for Server {
             cpu_affinity: false,
             max_connections: 10_000,
             drain_timeout_ms: 30_000,
+            upgrade_timeout_ms: 30_000,
         }
     }
 }

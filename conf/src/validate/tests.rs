@@ -83,6 +83,7 @@ fn every_number_is_range_checked() {
         workers = 5000
         max_connections = 0
         drain_timeout_ms = 99999999
+        upgrade_timeout_ms = 0
         [limits]
         max_request_line = 10
         max_header_bytes = 10
@@ -110,6 +111,7 @@ fn every_number_is_range_checked() {
         "server.workers",
         "server.max_connections",
         "server.drain_timeout_ms",
+        "server.upgrade_timeout_ms",
         "limits.max_request_line",
         "limits.max_header_bytes",
         "limits.max_headers",
