@@ -297,19 +297,15 @@ fn start_control(
 ) {
     let path = handover::socket_path(state_dir);
     let started = handover::control_listener(passed, &path).and_then(|listener| {
-        let data = srv.handover_listeners()?;
+        let data = srv.handover_listeners();
         let admin = admin.clone();
         std::thread::Builder::new()
             .name("gatehouse-upgrade".into())
             .spawn(move || {
                 let offer = || {
                     let (admin_fd, lock) = admin.handover_fds()?;
-                    let data = data
-                        .iter()
-                        .map(|(a, fd)| Ok((*a, fd.try_clone()?)))
-                        .collect::<std::io::Result<Vec<_>>>()?;
                     Ok(handover::Offer {
-                        data,
+                        data: data.dup_all()?,
                         admin: admin_fd,
                         lock,
                     })

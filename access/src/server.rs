@@ -4,6 +4,7 @@
 
 use crate::worker::{Task, Worker};
 use business::Snapshot;
+use parking_lot::Mutex;
 use reactor::InboxSender;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -20,7 +21,23 @@ pub struct Server {
     pub addrs: Vec<SocketAddr>,
     /// A copy of every listening socket (all workers, all addresses), for an upgrade to pass
     /// on: the new process must take each one, since each holds its own accept queue.
-    handover: Vec<(SocketAddr, std::net::TcpListener)>,
+    /// Emptied when the workers stop, so a stopped gateway's sockets really close.
+    handover: HandoverListeners,
+}
+
+/// The server's copies of its listening sockets, shared with the upgrade thread.
+#[derive(Clone)]
+pub struct HandoverListeners(Arc<Mutex<Vec<(SocketAddr, std::net::TcpListener)>>>);
+
+impl HandoverListeners {
+    /// Fresh copies of every listening socket with its address, to pass on.
+    pub fn dup_all(&self) -> io::Result<Vec<(SocketAddr, OwnedFd)>> {
+        self.0
+            .lock()
+            .iter()
+            .map(|(a, l)| Ok((*a, OwnedFd::from(l.try_clone()?))))
+            .collect()
+    }
 }
 
 impl Server {
@@ -124,7 +141,7 @@ impl Server {
             senders,
             threads,
             addrs,
-            handover,
+            handover: HandoverListeners(Arc::new(Mutex::new(handover))),
         })
     }
 
@@ -141,12 +158,9 @@ impl Server {
         }
     }
 
-    /// Copies of every listening socket with its address, for an upgrade to pass on.
-    pub fn handover_listeners(&self) -> io::Result<Vec<(SocketAddr, OwnedFd)>> {
-        self.handover
-            .iter()
-            .map(|(a, l)| Ok((*a, OwnedFd::from(l.try_clone()?))))
-            .collect()
+    /// The listening sockets an upgrade passes on (see [`HandoverListeners`]).
+    pub fn handover_listeners(&self) -> HandoverListeners {
+        self.handover.clone()
     }
 
     /// Asks every worker to stop and waits until all have drained.
@@ -161,6 +175,10 @@ impl Server {
     }
 
     fn end(self, task: impl Fn() -> Task) {
+        // The workers close their copies as they stop; these go first, so nothing is left
+        // queueing connections nobody will accept (after an upgrade the new process holds
+        // its own copies).
+        self.handover.0.lock().clear();
         for s in &self.senders {
             let _ = s.send(task());
         }
