@@ -73,7 +73,7 @@ fn main() -> ExitCode {
             Err(errors) => report(&errors),
         },
         Command::Run { config } => match conf::load(&config) {
-            Ok(c) => serve(c, None, None),
+            Ok(c) => serve(c, Some(config), None, None),
             Err(errors) => report(&errors),
         },
         Command::Upgrade { config } => upgrade(&config),
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
                 }
             };
             match conf::Config::from_toml_str(&text) {
-                Ok(c) => serve(c, Some(demo::banner(listen)), None),
+                Ok(c) => serve(c, None, Some(demo::banner(listen)), None),
                 Err(errors) => report(&errors),
             }
         }
@@ -120,7 +120,7 @@ fn upgrade(path: &Path) -> ExitCode {
                 t.old_pid,
                 t.data.len()
             );
-            serve(c, None, Some(t))
+            serve(c, Some(path.to_path_buf()), None, Some(t))
         }
         Err(e) => {
             eprintln!("gatehouse: upgrade: {e}");
@@ -129,17 +129,28 @@ fn upgrade(path: &Path) -> ExitCode {
     }
 }
 
-/// What ends `serve`'s wait.
+/// What `serve`'s main thread waits for.
 enum Event {
+    /// SIGINT or SIGTERM: stop.
     Signal(i32),
+    /// SIGUSR2: start `gatehouse upgrade` with the same binary path and config file.
+    Upgrade,
     /// An upgrade committed: a new process serves; drain and exit.
     HandedOver,
 }
 
 /// Serves until a signal or an upgrade; `taken` is what a running process passed over when
 /// this one is the new side of an upgrade (any failure before `ready` is told to it, so it
-/// goes on serving).
-fn serve(config: conf::Config, banner: Option<String>, mut taken: Option<Taken>) -> ExitCode {
+/// goes on serving). `file` is the config file, for SIGUSR2 (`None`: the demo, which has
+/// none, ignores SIGUSR2).
+fn serve(
+    config: conf::Config,
+    file: Option<PathBuf>,
+    banner: Option<String>,
+    mut taken: Option<Taken>,
+) -> ExitCode {
+    // The path as started, before anyone replaces the file: SIGUSR2 runs what is there then.
+    let exe = std::env::current_exe().ok();
     let (lock, admin_l, data, control) = match taken.as_mut() {
         Some(t) => (
             t.lock.take(),
@@ -251,16 +262,30 @@ fn serve(config: conf::Config, banner: Option<String>, mut taken: Option<Taken>)
     if let Some(b) = banner {
         println!("{b}");
     }
-    match rx.recv() {
-        Ok(Event::HandedOver) => srv.drain(),
-        Ok(Event::Signal(sig)) => {
-            eprintln!("gatehouse: signal {sig}: draining");
-            admin.stop();
-            srv.stop();
-        }
-        Err(_) => {
-            admin.stop();
-            srv.stop();
+    loop {
+        match rx.recv() {
+            Ok(Event::Upgrade) => {
+                if let (Some(exe), Some(file)) = (&exe, &file) {
+                    start_upgrade(exe, file);
+                } else {
+                    eprintln!("gatehouse: SIGUSR2 ignored: no config file to upgrade with");
+                }
+            }
+            Ok(Event::HandedOver) => {
+                srv.drain();
+                break;
+            }
+            Ok(Event::Signal(sig)) => {
+                eprintln!("gatehouse: signal {sig}: draining");
+                admin.stop();
+                srv.stop();
+                break;
+            }
+            Err(_) => {
+                admin.stop();
+                srv.stop();
+                break;
+            }
         }
     }
     stop_logger(logger);
@@ -268,19 +293,60 @@ fn serve(config: conf::Config, banner: Option<String>, mut taken: Option<Taken>)
     ExitCode::SUCCESS
 }
 
-/// Sends SIGINT/SIGTERM to `serve`'s wait.
+/// Sends the signals to `serve`'s wait: SIGUSR2 as often as it comes, then the stop.
 fn forward_signals(
     mut signals: signal_hook::iterator::Signals,
     tx: std::sync::mpsc::Sender<Event>,
 ) {
     let spawned = std::thread::Builder::new()
         .name("gatehouse-signals".into())
-        .spawn(move || {
+        .spawn(move || loop {
             let sig = server::wait_for_signal(&mut signals);
+            if sig == signal_hook::consts::SIGUSR2 {
+                let _ = tx.send(Event::Upgrade);
+                continue;
+            }
             let _ = tx.send(Event::Signal(sig));
+            return;
         });
     if let Err(e) = spawned {
         eprintln!("gatehouse: cannot start the signal thread: {e}");
+    }
+}
+
+/// SIGUSR2: runs `EXE upgrade --config FILE` (the binary now at the path this process was
+/// started from) with this process's stdout and stderr. Its exit is logged when it fails;
+/// when it succeeds, this process drains and exits through the control socket as usual.
+fn start_upgrade(exe: &Path, file: &Path) {
+    let child = std::process::Command::new(exe)
+        .arg("upgrade")
+        .arg("--config")
+        .arg(file)
+        .stdin(std::process::Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gatehouse: SIGUSR2: cannot start {}: {e}", exe.display());
+            return;
+        }
+    };
+    let pid = child.id();
+    eprintln!(
+        "gatehouse: SIGUSR2: started {} upgrade (pid {pid})",
+        exe.display()
+    );
+    // Reaps it if it fails (it then exits while this process still runs).
+    let waiter = std::thread::Builder::new()
+        .name("gatehouse-upgrader".into())
+        .spawn(move || match child.wait() {
+            Ok(st) if !st.success() => {
+                eprintln!("gatehouse: SIGUSR2: upgrade by pid {pid} failed ({st}); serving on")
+            }
+            _ => {}
+        });
+    if let Err(e) = waiter {
+        eprintln!("gatehouse: SIGUSR2: cannot watch pid {pid}: {e}");
     }
 }
 

@@ -6,7 +6,7 @@ use crate::worker::{Task, Worker};
 use business::Snapshot;
 use parking_lot::Mutex;
 use reactor::InboxSender;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR2};
 use signal_hook::iterator::Signals;
 use std::io;
 use std::net::SocketAddr;
@@ -215,13 +215,14 @@ impl Publisher {
     }
 }
 
-/// Takes over SIGINT and SIGTERM. Called before the listeners open, so a stop requested the
-/// moment the port accepts is a graceful one, never the default disposition's kill.
+/// Takes over SIGINT, SIGTERM and SIGUSR2 (start an upgrade, docs/upgrade.md). Called before
+/// the listeners open, so a signal sent the moment the port accepts is handled, never the
+/// default disposition's kill.
 pub fn catch_signals() -> io::Result<Signals> {
-    Signals::new([SIGINT, SIGTERM])
+    Signals::new([SIGINT, SIGTERM, SIGUSR2])
 }
 
-/// Blocks until SIGINT or SIGTERM.
+/// Blocks until the next signal `catch_signals` took over.
 pub fn wait_for_signal(signals: &mut Signals) -> i32 {
     signals.forever().next().unwrap_or(SIGTERM)
 }

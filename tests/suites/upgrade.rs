@@ -312,3 +312,49 @@ fn a_restart_with_a_changed_config_serves_it_and_admin_changes_survive() {
         .wait_exit(Duration::from_secs(10))
         .is_some_and(|s| s.success()));
 }
+
+/// Whether `pid` is gone (or a zombie nobody reaped yet: it serves nothing either).
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+#[test]
+fn sigusr2_makes_the_running_process_start_the_upgrade_itself() {
+    let b = Backend::fixed("ok");
+    let mut old = Gateway::start(&config(b.addr(), ""));
+    let route = json!({"paths": ["/made/*"], "upstream": "up"}).to_string();
+    assert_eq!(admin(&old, "PUT", "/admin/v1/routes/made", &route).0, 201);
+    old.signal(libc::SIGUSR2);
+    // The old process's stderr is the new one's too: it names the new pid.
+    let mut new_pid = None;
+    assert!(wait_until(Duration::from_secs(10), || {
+        new_pid = old
+            .stderr()
+            .split("upgrade (pid ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|p| p.parse::<i32>().ok());
+        new_pid.is_some()
+    }));
+    let new_pid = new_pid.unwrap_or(0);
+    assert_drains_and_exits_0(&mut old);
+    assert!(
+        old.stderr()
+            .contains(&format!("process {new_pid} serves; draining")),
+        "{}",
+        old.stderr()
+    );
+    assert_eq!(get(old.addr, "x", "/made/1").status, 200);
+    assert_eq!(admin(&old, "GET", "/admin/v1/routes/made", "").0, 200);
+    // The new process is no child of this test: stop it by its pid.
+    // SAFETY: kill(2) on the pid the gateway reported for the process it started.
+    unsafe {
+        libc::kill(new_pid, libc::SIGTERM);
+    }
+    assert!(wait_until(Duration::from_secs(10), || gone(new_pid)));
+}
