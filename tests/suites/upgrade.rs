@@ -358,3 +358,50 @@ fn sigusr2_makes_the_running_process_start_the_upgrade_itself() {
     }
     assert!(wait_until(Duration::from_secs(10), || gone(new_pid)));
 }
+
+#[test]
+fn a_new_process_that_never_says_ready_is_given_up_and_admin_changes_resume() {
+    let b = Backend::fixed("ok");
+    let cfg =
+        config(b.addr(), "").replace("upgrade_timeout_ms = 10000", "upgrade_timeout_ms = 1000");
+    let old = Gateway::start(&cfg);
+    let sock = access::handover::socket_path(&old.dir.0.join("state"));
+    // A stand-in for a new process that takes the sockets and then hangs.
+    let taken = access::handover::take_over(&sock, Duration::from_secs(5)).expect("take over");
+    assert_eq!(taken.old_pid as u32, old.pid());
+    assert_eq!(taken.data.len(), 2, "one listening socket per worker");
+    assert!(taken.data.iter().all(|(a, _)| *a == old.addr));
+    assert!(taken.admin.is_some() && taken.lock.is_some() && taken.control.is_some());
+    // Paused: the data plane serves, admin changes are refused with a reason to retry.
+    assert_eq!(get(old.addr, "x", "/api/paused").status, 200);
+    let route = json!({"paths": ["/extra/*"], "upstream": "up"}).to_string();
+    let refused = roundtrip(
+        old.admin,
+        format!(
+            "PUT /admin/v1/routes/extra HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{route}",
+            route.len()
+        )
+        .as_bytes(),
+    );
+    // The admin listener is not accepting while paused, so this connection waited in its
+    // queue until the old process gave up (1 s) and then made the change; either answer
+    // says what happened, and the change is made by the end.
+    assert!(
+        refused.status == 201 || refused.status == 503,
+        "{}",
+        refused.status
+    );
+    assert!(wait_until(Duration::from_secs(5), || old
+        .stderr()
+        .contains("not ready within server.upgrade_timeout_ms")));
+    // Saying ready now is too late: the old process told us it goes on alone.
+    let verdict = taken.ready();
+    assert!(verdict.is_err(), "a late ready was accepted");
+    let (s, v) = admin(&old, "PUT", "/admin/v1/routes/extra", &route);
+    assert!(s == 200 || s == 201, "{s} {v}");
+    assert!(wait_until(Duration::from_secs(2), || get(
+        old.addr, "x", "/extra/1"
+    )
+    .status
+        == 200));
+}

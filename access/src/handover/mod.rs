@@ -217,9 +217,9 @@ pub fn take_over(path: &Path, timeout: Duration) -> Result<Taken, String> {
 impl Taken {
     /// Says this process serves; the running one commits (`bye`) or gave up (`abort`).
     pub fn ready(&self) -> Result<Verdict, String> {
-        if self.conn.send("ready", &[]).is_err() {
-            return Ok(Verdict::OldGone);
-        }
+        // A failed send is no verdict yet: a process that gave up (timeout) sent `abort`
+        // before closing, and that message still waits here; only a silent end means it died.
+        let _ = self.conn.send("ready", &[]);
         match self.conn.recv() {
             Ok(Some((t, _))) if t == "bye" => Ok(Verdict::Committed),
             Ok(Some((t, _))) => Err(t.strip_prefix("abort ").unwrap_or(&t).to_string()),
