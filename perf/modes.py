@@ -13,7 +13,8 @@ Subcommands:
                                    (LEN -1: any length)
   calls-record RUNS key=value...   one wrk run of calls mode -> JSON line + table row
   reconfig-record RUNS key=value...  one wrk run of reconfig mode (+ churn.py's result)
-  summary RUNS OUT key=value...    medians and verdicts of calls/reconfig, JSON summary
+  upgrade-record RUNS key=value...   one wrk run of upgrade mode (with or without an upgrade)
+  summary RUNS OUT key=value...    medians and verdicts of calls/reconfig/upgrade, JSON summary
   nginx-accepts URL                the "accepts" counter of an nginx stub_status page
   wrk-lua OUT [--header 'Name: v']... [--pace-ms N]
                                    writes a wrk Lua script: fixed headers, optional pacing
@@ -236,6 +237,65 @@ def thrift_record(runs_path, fields):
           flush=True)
 
 
+def upgrade_record(runs_path, fields):
+    rec = base_record(fields)
+    rec["upgrade"] = fields.get("upgrade") == "on"
+    rec["target_rps"] = float(fields["target_rps"]) if fields.get("target_rps") else None
+    rec["max_rps"] = float(fields["max_rps"]) if fields.get("max_rps") else None
+    if rec["upgrade"]:
+        # The measured process changed mid-run: its CPU cannot be summed from one PID.
+        rec["cpu_us_per_req"] = None
+        rec["others_on_proxy_cpu_pct"] = None
+        rec["old_pid"] = int(fields["old_pid"])
+        rec["new_pid"] = int(fields["new_pid"])
+        rec["old_exit"] = int(fields["old_exit"])
+        rec["handover_ms"] = float(fields["handover_ms"])
+        rec["old_exit_after_ms"] = float(fields["old_exit_after_ms"])
+    append(runs_path, rec)
+    notes = notes_of(rec)
+    if rec["upgrade"]:
+        notes.append(f"upgrade pid {rec['old_pid']} -> {rec['new_pid']}: new serving after "
+                     f"{rec['handover_ms']:.0f} ms, old exited {rec['old_exit']} after "
+                     f"{rec['old_exit_after_ms']:.0f} ms")
+    print(CROW.format(rec["case"], rec["round"], f"{rec['rps']:.0f}", f"{rec['p50_ms']:.3f}",
+                      f"{rec['p99_ms']:.3f}", fmt(rec["max_ms"], ".2f"),
+                      fmt(rec["cpu_us_per_req"], ".1f"), "; ".join(notes)), flush=True)
+
+
+def summary_upgrade(runs, meta):
+    base = [r for r in runs if not r["upgrade"]]
+    upg = [r for r in runs if r["upgrade"]]
+    meds = {}
+    if base:
+        meds["no upgrade"] = case_medians(base, base[0]["case"])
+    if upg:
+        meds["upgrade mid-run"] = case_medians(upg, upg[0]["case"])
+    print(f"\nUpgrade: paced wrk (-c{meta.get('paced_conns')}, {meta.get('pace_ms')} ms before "
+          f"each request) at a target of {fmt(float(meta.get('target_rps', 0)), '.0f')} req/s = "
+          f"{meta.get('target_pct')}% of the max measured in this run "
+          f"({fmt(float(meta.get('max_rps', 0)), '.0f')} req/s with -c{meta.get('conns')})")
+    print_medians(meds)
+    verdict = {}
+    if base and upg:
+        b, u = meds["no upgrade"], meds["upgrade mid-run"]
+        verdict = {
+            "upgrades": len(upg),
+            "non2xx": u["non2xx"],
+            "socket_errors": u["socket_errors"],
+            "old_exit_codes": [r["old_exit"] for r in upg],
+            "handover_ms": [r["handover_ms"] for r in upg],
+            "old_exit_after_ms": [r["old_exit_after_ms"] for r in upg],
+            "p99_ratio_upgrade_over_baseline": ratio(u["p99_ms"], b["p99_ms"]),
+            "p99_within_2x": (ratio(u["p99_ms"], b["p99_ms"]) or 99) <= 2.0,
+        }
+        print(f"\nWith an upgrade mid-run: {verdict['non2xx']} non-2xx, "
+              f"{verdict['socket_errors']} socket errors (connect/read/write/timeout); p99 "
+              f"x{fmt(verdict['p99_ratio_upgrade_over_baseline'], '.2f')} of the run without; "
+              f"old process exit codes {verdict['old_exit_codes']}, new one serving after "
+              f"{verdict['handover_ms']} ms, old gone after {verdict['old_exit_after_ms']} ms")
+    return {"scenarios": {"upgrade": {"median": meds}}, "verdict": verdict}
+
+
 def case_medians(runs, case):
     recs = [r for r in runs if r["case"] == case]
     keys = ["rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "cpu_us_per_req",
@@ -442,6 +502,8 @@ def summary(runs_path, out_path, meta):
         body = summary_calls(runs, meta)
     elif mode == "thrift":
         body = summary_thrift(runs, meta)
+    elif mode == "upgrade":
+        body = summary_upgrade(runs, meta)
     else:
         body = summary_reconfig(runs, meta)
     doc = {"meta": meta, "runs": runs, **body}
@@ -507,6 +569,8 @@ def main(argv):
         thrift_record(args[0], harness.kv(args[1:]))
     elif cmd == "reconfig-record":
         reconfig_record(args[0], harness.kv(args[1:]))
+    elif cmd == "upgrade-record":
+        upgrade_record(args[0], harness.kv(args[1:]))
     elif cmd == "row-header":
         print(CROW.format("case", "round", "req/s", "p50 ms", "p99 ms", "max ms", "cpu µs/r",
                           "notes"))

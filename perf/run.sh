@@ -25,6 +25,8 @@
 #   run.sh reconfig  Gatehouse alone: paced wrk at TARGET_PCT% of the max measured in the
 #                    run, once without and once with an admin change every CHANGE_MS ms;
 #                    errors, p99, and a keep-alive connection that must survive (modes/reconfig.sh)
+#   run.sh upgrade   Gatehouse alone: paced wrk at TARGET_PCT% of the max; runs without and with a
+#                    `gatehouse upgrade` halfway: errors (must be 0), old exit 0, p99 (modes/upgrade.sh)
 #
 # Options (each also an environment variable):
 #   --proxies LIST       PROXIES      comma list of nginx,gatehouse,haproxy (default nginx,gatehouse)
@@ -33,9 +35,9 @@
 #                        `nginx` / `haproxy` to put that proxy there as a stand-in
 #                        (default: $CARGO_TARGET_DIR|target/release/gatehouse run --config {config})
 #   --duration S         DURATION     seconds per wrk run (bench 10, smoke 2, idle 10, calls 10,
-#                                     reconfig 60)
+#                                     reconfig 60, upgrade 20)
 #   --rounds N           ROUNDS       rounds per scenario (bench 3, smoke 1, calls 3, reconfig 1,
-#                                     slowloris 3)
+#                                     slowloris 3, upgrade 1)
 #   --connections C      CONNS        wrk connections (50)
 #   --idle-conns N       IDLE_CONNS   idle connections held in idle mode (9000)
 #   --slow-conns N       SLOW_CONNS   slowloris connections held in slowloris mode (1000)
@@ -46,7 +48,7 @@
 #   --call-conns C       CALL_CONNS   calls mode: wrk connections (4)
 #   --call-delays LIST   CALL_DELAYS_US  calls mode: delay of the auth and risk services in µs
 #                                     (5000,5000)
-#   --target-pct P       TARGET_PCT   reconfig mode: load as a share of the measured max (70)
+#   --target-pct P       TARGET_PCT   reconfig and upgrade modes: load as a share of the measured max (70)
 #   --change-ms MS       CHANGE_MS    reconfig mode: time between admin changes (250)
 #   --warmup S           WARMUP       unmeasured wrk seconds per proxy before each scenario (1)
 #   --out FILE           OUT          JSON summary (default perf/results/latest[-MODE].json)
@@ -69,7 +71,7 @@ ROOT=$(dirname "$HERE")
 PY=(python3 "$HERE/harness.py")
 
 MODE=bench
-case "${1:-}" in bench | smoke | idle | calls | reconfig | thrift | slowloris) MODE=$1; shift ;; esac
+case "${1:-}" in bench | smoke | idle | calls | reconfig | thrift | slowloris | upgrade) MODE=$1; shift ;; esac
 
 PROXIES=${PROXIES:-nginx,gatehouse}
 GATEHOUSE_CMD=${GATEHOUSE_CMD:-}
@@ -133,12 +135,14 @@ case $MODE in
   # replaces its worker processes, a different operation, so nginx is not a contender here.
   reconfig) DURATION=${DURATION:-60}; ROUNDS=${ROUNDS:-1}; WARMUP=${WARMUP:-1}; PROXIES=gatehouse
          OUT=${OUT:-$HERE/results/latest-reconfig.json} ;;
+  upgrade) DURATION=${DURATION:-20}; ROUNDS=${ROUNDS:-1}; WARMUP=${WARMUP:-1}; PROXIES=gatehouse
+         OUT=${OUT:-$HERE/results/latest-upgrade.json} ;;
 esac
 # Idle upstream connections Gatehouse keeps per node: 64 (its default, and nginx's keepalive
 # here) except in reconfig mode, whose paced load may hold more connections in flight than 64:
 # the extra ones would be closed and reopened all run long, a cost that has nothing to do with
 # the changes being measured.
-if [ "$MODE" = reconfig ]; then GW_MAX_IDLE=${GW_MAX_IDLE:-1024}; else GW_MAX_IDLE=${GW_MAX_IDLE:-64}; fi
+if [[ $MODE =~ ^(reconfig|upgrade)$ ]]; then GW_MAX_IDLE=${GW_MAX_IDLE:-1024}; else GW_MAX_IDLE=${GW_MAX_IDLE:-64}; fi
 [[ $NICE =~ ^-?[0-9]+$ ]] || die "NICE must be a number, got '$NICE'"
 [[ $SLICE_US =~ ^[0-9]+$ ]] || die "SLICE_US must be a whole number, got '$SLICE_US'"
 # Prefix that starts a command boosted (see harness.py boosted); empty when both are off.
@@ -161,8 +165,8 @@ done
 if [ "$TARGET_PCT" -lt 10 ] || [ "$TARGET_PCT" -gt 95 ]; then die "TARGET_PCT must be 10..95"; fi
 [ "$CHANGE_MS" -ge 10 ] || die "CHANGE_MS must be at least 10"
 [ "$CALL_CONNS" -ge 1 ] || die "CALL_CONNS must be at least 1"
-if { [ "$MODE" = reconfig ] || [ "$MODE" = thrift ]; } && { [ "$GATEHOUSE_CMD" = nginx ] || [ "$GATEHOUSE_CMD" = haproxy ]; }; then
-  die "$MODE mode needs Gatehouse itself (the admin API, Thrift upstreams); a stand-in cannot take it"
+if [[ $MODE =~ ^(reconfig|thrift|upgrade)$ ]] && { [ "$GATEHOUSE_CMD" = nginx ] || [ "$GATEHOUSE_CMD" = haproxy ]; }; then
+  die "$MODE mode needs Gatehouse itself (the admin API, Thrift upstreams, the upgrade); a stand-in cannot take it"
 fi
 
 # ---------------------------------------------------------------- tools
@@ -523,6 +527,8 @@ timed_wrk() {
 . "$HERE/modes/thrift.sh"
 # shellcheck source=modes/slowloris.sh
 . "$HERE/modes/slowloris.sh"
+# shellcheck source=modes/upgrade.sh
+. "$HERE/modes/upgrade.sh"
 
 # ---------------------------------------------------------------- start everything
 say "mode $MODE; proxies ${PROXY_LIST[*]}; proxy on CPU $PROXY_CPU, wrk+upstream on CPU $LOAD_CPU; nice $NICE, slice ${SLICE_US} µs; work dir $WORK"

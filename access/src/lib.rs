@@ -8,6 +8,7 @@ pub mod body;
 pub mod calls;
 pub mod demo;
 pub mod forward;
+pub mod handover;
 pub mod http;
 pub mod io;
 pub mod listener;

@@ -4,11 +4,13 @@
 
 use crate::worker::{Task, Worker};
 use business::Snapshot;
+use parking_lot::Mutex;
 use reactor::InboxSender;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR2};
 use signal_hook::iterator::Signals;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -17,31 +19,95 @@ pub struct Server {
     senders: Vec<InboxSender<Task>>,
     threads: Vec<JoinHandle<()>>,
     pub addrs: Vec<SocketAddr>,
+    /// A copy of every listening socket (all workers, all addresses), for an upgrade to pass
+    /// on: the new process must take each one, since each holds its own accept queue.
+    /// Emptied when the workers stop, so a stopped gateway's sockets really close.
+    handover: HandoverListeners,
+}
+
+/// The server's copies of its listening sockets, shared with the upgrade thread.
+#[derive(Clone)]
+pub struct HandoverListeners(Arc<Mutex<Vec<(SocketAddr, std::net::TcpListener)>>>);
+
+impl HandoverListeners {
+    /// Fresh copies of every listening socket with its address, to pass on.
+    pub fn dup_all(&self) -> io::Result<Vec<(SocketAddr, OwnedFd)>> {
+        self.0
+            .lock()
+            .iter()
+            .map(|(a, l)| Ok((*a, OwnedFd::from(l.try_clone()?))))
+            .collect()
+    }
 }
 
 impl Server {
     /// Binds and starts `workers` workers serving `snap`.
     pub fn start(snap: Arc<Snapshot>) -> io::Result<Server> {
+        Server::start_with(snap, Vec::new())
+    }
+
+    /// Like [`Server::start`], serving also the `inherited` listeners an upgrade passed over
+    /// (docs/upgrade.md): every inherited socket of a configured address is served (spread
+    /// over the workers); a worker left without one joins the port with a fresh SO_REUSEPORT
+    /// socket; an address nobody passed is bound anew; inherited sockets of addresses the
+    /// config no longer has are closed.
+    pub fn start_with(
+        snap: Arc<Snapshot>,
+        inherited: Vec<(SocketAddr, std::net::TcpListener)>,
+    ) -> io::Result<Server> {
         let cfg = &snap.config.server;
-        let workers = reactor::cpus::workers(cfg.workers);
+        let workers = reactor::cpus::workers(cfg.workers).max(1);
         let mut addrs: Vec<SocketAddr> = cfg.listen_addrs();
         let mut senders = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
-        let mut per_worker = Vec::with_capacity(workers);
-        for a in &addrs {
-            crate::listener::ensure_free(*a)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
-        }
-        for _ in 0..workers {
-            let mut ls = Vec::with_capacity(addrs.len());
-            for a in addrs.iter_mut() {
-                let l = crate::listener::bind(*a)
+        let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..workers)
+            .map(|_| Vec::with_capacity(addrs.len()))
+            .collect();
+        let mut inherited = inherited;
+        for a in addrs.iter_mut() {
+            let mut taken: Vec<std::net::TcpListener> = Vec::new();
+            let mut i = 0;
+            while i < inherited.len() {
+                if inherited.get(i).is_some_and(|(ia, _)| ia == a) {
+                    taken.push(inherited.swap_remove(i).1);
+                } else {
+                    i += 1;
+                }
+            }
+            if taken.is_empty() {
+                crate::listener::ensure_free(*a)
                     .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
+            }
+            let mut taken = taken.into_iter();
+            for (w, ls) in per_worker.iter_mut().enumerate() {
+                let l = match taken.next() {
+                    Some(l) => {
+                        l.set_nonblocking(true)?;
+                        l
+                    }
+                    None => crate::listener::bind(*a).map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot listen on {a}: {e}"))
+                    })?,
+                };
                 // Port 0 picks a port once; the other workers share it.
-                *a = l.local_addr()?;
+                if w == 0 {
+                    *a = l.local_addr()?;
+                }
                 ls.push(l);
             }
-            per_worker.push(ls);
+            // More inherited sockets than workers: each still has its queue to serve.
+            for (k, l) in taken.enumerate() {
+                l.set_nonblocking(true)?;
+                if let Some(ls) = per_worker.get_mut(k % workers) {
+                    ls.push(l);
+                }
+            }
+        }
+        let mut handover = Vec::new();
+        for ls in &per_worker {
+            for l in ls {
+                handover.push((l.local_addr()?, l.try_clone()?));
+            }
         }
         for (id, ls) in per_worker.into_iter().enumerate() {
             // A worker holds per-thread state (`Rc`s), so it is built on its own thread and
@@ -75,6 +141,7 @@ impl Server {
             senders,
             threads,
             addrs,
+            handover: HandoverListeners(Arc::new(Mutex::new(handover))),
         })
     }
 
@@ -91,10 +158,29 @@ impl Server {
         }
     }
 
+    /// The listening sockets an upgrade passes on (see [`HandoverListeners`]).
+    pub fn handover_listeners(&self) -> HandoverListeners {
+        self.handover.clone()
+    }
+
     /// Asks every worker to stop and waits until all have drained.
     pub fn stop(self) {
+        self.end(|| Task::Stop)
+    }
+
+    /// After an upgrade handed the listeners over: every worker stops accepting and drains
+    /// (idle connections get one more answer, with `Connection: close`).
+    pub fn drain(self) {
+        self.end(|| Task::Drain)
+    }
+
+    fn end(self, task: impl Fn() -> Task) {
+        // The workers close their copies as they stop; these go first, so nothing is left
+        // queueing connections nobody will accept (after an upgrade the new process holds
+        // its own copies).
+        self.handover.0.lock().clear();
         for s in &self.senders {
-            let _ = s.send(Task::Stop);
+            let _ = s.send(task());
         }
         for t in self.threads {
             let _ = t.join();
@@ -129,13 +215,14 @@ impl Publisher {
     }
 }
 
-/// Takes over SIGINT and SIGTERM. Called before the listeners open, so a stop requested the
-/// moment the port accepts is a graceful one, never the default disposition's kill.
+/// Takes over SIGINT, SIGTERM and SIGUSR2 (start an upgrade, docs/upgrade.md). Called before
+/// the listeners open, so a signal sent the moment the port accepts is handled, never the
+/// default disposition's kill.
 pub fn catch_signals() -> io::Result<Signals> {
-    Signals::new([SIGINT, SIGTERM])
+    Signals::new([SIGINT, SIGTERM, SIGUSR2])
 }
 
-/// Blocks until SIGINT or SIGTERM.
+/// Blocks until the next signal `catch_signals` took over.
 pub fn wait_for_signal(signals: &mut Signals) -> i32 {
     signals.forever().next().unwrap_or(SIGTERM)
 }

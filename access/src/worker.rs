@@ -38,6 +38,10 @@ pub enum Task {
     Swap(Arc<Snapshot>, Option<std::sync::mpsc::Sender<usize>>),
     /// Stop accepting, finish in-flight requests, exit within the drain time.
     Stop,
+    /// Like `Stop` after an upgrade handed the listeners over: idle keep-alive connections
+    /// are not closed at once but answered once more with `Connection: close`
+    /// (access/LIFECYCLE.md, "Upgrade").
+    Drain,
 }
 
 pub struct Worker {
@@ -566,12 +570,13 @@ impl Worker {
                         let _ = done.send(self.id);
                     }
                 }
-                Task::Stop => self.begin_stop(),
+                Task::Stop => self.begin_stop(true),
+                Task::Drain => self.begin_stop(false),
             }
         }
     }
 
-    fn begin_stop(&mut self) {
+    fn begin_stop(&mut self, close_idle: bool) {
         if self.stopping {
             return;
         }
@@ -580,7 +585,12 @@ impl Worker {
         for mut l in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l);
         }
-        // Idle keep-alive connections close now; busy ones after their current answer.
+        // Busy connections close after their current answer. Idle keep-alive ones close now
+        // on a stop; after an upgrade they may still send a request (closing would race
+        // with it), which is answered with `Connection: close`.
+        if !close_idle {
+            return;
+        }
         let idle: Vec<usize> = self
             .sessions
             .iter()

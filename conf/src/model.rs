@@ -59,6 +59,9 @@ pub struct Server {
     /// 503 `overloaded` and idle connections closed until it is back under; 0 = off.
     /// See docs/overload.md.
     pub max_memory_mb: u64,
+    /// Upgrade: how long the running process waits for the new one to say it serves before
+    /// it gives up and keeps serving alone (docs/upgrade.md).
+    pub upgrade_timeout_ms: u64,
 }
 
 impl Default for Server {
@@ -71,6 +74,7 @@ impl Default for Server {
             max_connections: 10_000,
             drain_timeout_ms: 30_000,
             max_memory_mb: 0,
+            upgrade_timeout_ms: 30_000,
         }
     }
 }

@@ -99,12 +99,11 @@ idle_churn_cost() {
     "$WORK/churn-idle.json" "$t0" "$t1" "$IDLE_QUIET_TICKS")
 }
 
-run_reconfig_mode() {
-  local r0 n r i probes first second
-  idle_churn_cost
-  say "reconfig: on the idle gateway, $IDLE_CHANGES changes in $IDLE_CHURN_S s took $IDLE_CPU_MS ms of its CPU (beyond its $IDLE_QUIET_TICKS ticks of a quiet span)"
-  meta+=("idle_churn_s=$IDLE_CHURN_S" "idle_churn_changes=$IDLE_CHANGES" "idle_churn_cpu_ms=$IDLE_CPU_MS"
-    "idle_quiet_ticks=$IDLE_QUIET_TICKS")
+# pace_to_target NAME: the max (closed-loop wrk on GET /100), then a paced load at
+# TARGET_PCT% of it (reconfig and upgrade modes). Sets MAX_RPS, TARGET_RPS, WRK_CONNS and
+# the paced.lua script, and adds them to meta.
+pace_to_target() {
+  local name=$1 r0 n i probes
   [ "$WARMUP" -gt 0 ] && run_wrk "$WORK/warm.txt" "$WARMUP" gatehouse /100
   timed_wrk "$WORK/max.txt" "$MAX_S" gatehouse /100
   MAX_RPS=$(wrk_rps "$WORK/max.txt")
@@ -125,9 +124,19 @@ run_reconfig_mode() {
     [ "$i" = 4 ] && break
     n=$(((n * TARGET_RPS + r0 / 2) / (r0 > 0 ? r0 : 1)))
   done
-  say "reconfig: max $MAX_RPS req/s; target $TARGET_RPS ($TARGET_PCT%); probes (conns:req/s) ${probes% }; using -c$n, $PACE_MS ms pacing"
+  say "$name: max $MAX_RPS req/s; target $TARGET_RPS ($TARGET_PCT%); probes (conns:req/s) ${probes% }; using -c$n, $PACE_MS ms pacing"
   meta+=("max_rps=$MAX_RPS" "target_rps=$TARGET_RPS" "paced_conns=$n" "pace_ms=$PACE_MS" "max_s=$MAX_S"
     "probes=${probes% }")
+  export WRK_CONNS=$n
+}
+
+run_reconfig_mode() {
+  local r first second
+  idle_churn_cost
+  say "reconfig: on the idle gateway, $IDLE_CHANGES changes in $IDLE_CHURN_S s took $IDLE_CPU_MS ms of its CPU (beyond its $IDLE_QUIET_TICKS ticks of a quiet span)"
+  meta+=("idle_churn_s=$IDLE_CHURN_S" "idle_churn_changes=$IDLE_CHANGES" "idle_churn_cpu_ms=$IDLE_CPU_MS"
+    "idle_quiet_ticks=$IDLE_QUIET_TICKS")
+  pace_to_target reconfig
   "${MODPY[@]}" row-header
   for ((r = 1; r <= ROUNDS; r++)); do
     # Alternate which run goes first, so drift over the minutes does not favour one.

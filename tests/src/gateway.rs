@@ -100,6 +100,8 @@ pub struct Gateway {
     /// The admin listener (when the config used `{admin}` or got the generated table).
     pub admin: SocketAddr,
     pub dir: TempDir,
+    /// What `{state_dir}` stood for (an upgraded process keeps its predecessor's).
+    state_dir: PathBuf,
     exit: Option<ExitStatus>,
 }
 
@@ -166,13 +168,73 @@ impl Gateway {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("spawn {}: {e}", bin().display()))?;
+        let state_dir = dir.0.join("state");
         Ok(Gateway {
             child,
             addr: listen,
             admin,
             dir,
+            state_dir,
             exit: None,
         })
+    }
+
+    /// Spawns `gatehouse upgrade` with `config` (placeholders as in [`Gateway::start`],
+    /// filled with this gateway's addresses and state dir), without waiting. The new
+    /// process's config and stderr live in a temp dir of its own.
+    pub fn spawn_upgrade(&self, config: &str) -> Result<Gateway, String> {
+        let dir = TempDir::new("gw-up");
+        let text = config
+            .replace("{listen}", &self.addr.to_string())
+            .replace("{admin}", &self.admin.to_string())
+            .replace("{state_dir}", &self.state_dir.display().to_string());
+        let cfg = dir.write("gatehouse.toml", &text);
+        let log = std::fs::File::create(dir.0.join("stderr.log")).map_err(|e| e.to_string())?;
+        let out = std::fs::File::create(dir.0.join("stdout.log")).map_err(|e| e.to_string())?;
+        let child = Command::new(bin())
+            .arg("upgrade")
+            .arg("--config")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", bin().display()))?;
+        Ok(Gateway {
+            child,
+            addr: self.addr,
+            admin: self.admin,
+            dir,
+            state_dir: self.state_dir.clone(),
+            exit: None,
+        })
+    }
+
+    /// Waits (bounded) until this process (the new side of an upgrade) serves the admin API,
+    /// the handover's last step; `Err` with its stderr if it exits first.
+    pub fn wait_upgraded(&mut self) -> Result<(), String> {
+        let end = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                self.exit = Some(st);
+                return Err(format!("exited with {st}; stderr: {}", self.stderr()));
+            }
+            if self.stderr().contains("admin API on") {
+                return Ok(());
+            }
+            if Instant::now() > end {
+                return Err(format!(
+                    "no handover after {START_TIMEOUT:?}: {}",
+                    self.stderr()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The exit status, once the process has exited (see [`Gateway::wait_exit`]).
+    pub fn exited(&self) -> Option<ExitStatus> {
+        self.exit
     }
 
     /// Waits (bounded) until the data-plane port accepts a connection, and returns it.

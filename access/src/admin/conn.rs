@@ -117,7 +117,7 @@ pub fn serve(state: &State, mut stream: TcpStream, peer: SocketAddr) {
         };
         let mut answer = dispatch(state, &req);
         let head_only = method == "HEAD";
-        if !head.keep_alive {
+        if !head.keep_alive || state.handed_over() {
             answer.close = true;
         }
         let close = answer.close;

@@ -28,6 +28,8 @@ use conf::{Config, ConfigError};
 use parking_lot::Mutex;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -49,12 +51,26 @@ pub struct State {
     store: Box<dyn Store>,
     /// Releases that ended (promoted or rolled back), for `GET /admin/v1/releases/{id}`.
     finished: releases::Book,
+    /// Where an upgrade stands for this admin API: [`GATE_OPEN`], [`GATE_FROZEN`] or
+    /// [`GATE_HANDED`] (docs/upgrade.md).
+    gate: AtomicU8,
 }
+
+/// Serving as usual.
+const GATE_OPEN: u8 = 0;
+/// An upgrade is in progress: no new admin connection is accepted (they wait in the
+/// listener's queue, which the new process takes over) and changes are refused.
+const GATE_FROZEN: u8 = 1;
+/// The new process serves the admin API: connections still here close after their answer.
+const GATE_HANDED: u8 = 2;
 
 struct Writer {
     publish: Publish,
     /// Set at shutdown: later changes are refused instead of racing the workers' exit.
     stopped: bool,
+    /// Set while an upgrade hands the store over: changes are refused (503 `upgrading`), so
+    /// every change acknowledged before is on disk when the new process reads the store.
+    frozen: bool,
 }
 
 impl State {
@@ -72,15 +88,22 @@ impl State {
             writer: Mutex::new(Writer {
                 publish,
                 stopped: false,
+                frozen: false,
             }),
             store,
             finished: releases::Book::default(),
+            gate: AtomicU8::new(GATE_OPEN),
         }
     }
 
     /// The published snapshot.
     pub fn current(&self) -> Arc<Snapshot> {
         self.current.lock().clone()
+    }
+
+    /// Whether a new process serves the admin API now (answers here close their connection).
+    pub fn handed_over(&self) -> bool {
+        self.gate.load(Ordering::Acquire) == GATE_HANDED
     }
 
     /// Answers one request (what a connection does per request, minus the wire).
@@ -110,7 +133,18 @@ impl Boot {
     /// Opens the store, applies the start-up rule, builds the snapshot to serve and binds the
     /// admin listener.
     pub fn prepare(file: Config) -> Result<Boot, BootError> {
-        let store = conf::store::open(&file).map_err(|e| BootError::Failed(e.0))?;
+        Boot::prepare_adopting(file, None, None)
+    }
+
+    /// Like [`Boot::prepare`] during an upgrade: `lock` is the running process's store lock
+    /// and `admin` its admin listener (used when it listens on `admin.listen`; a changed
+    /// address is bound anew).
+    pub fn prepare_adopting(
+        file: Config,
+        lock: Option<std::fs::File>,
+        admin: Option<TcpListener>,
+    ) -> Result<Boot, BootError> {
+        let store = conf::store::open_adopting(&file, lock).map_err(|e| BootError::Failed(e.0))?;
         let joined =
             conf::store::join(file, store.as_ref(), Snapshot::build).map_err(|e| match e {
                 JoinError::Store(e) => BootError::Failed(e.0),
@@ -135,8 +169,16 @@ impl Boot {
         let addr = cfg.listen_addr().ok_or_else(|| {
             BootError::Failed(format!("admin.listen {:?} is invalid", cfg.listen))
         })?;
-        let listener = TcpListener::bind(addr)
-            .map_err(|e| BootError::Failed(format!("cannot listen on {addr} (admin): {e}")))?;
+        let listener = match admin {
+            Some(l) if l.local_addr().is_ok_and(|a| a == addr) => l,
+            _ => TcpListener::bind(addr)
+                .map_err(|e| BootError::Failed(format!("cannot listen on {addr} (admin): {e}")))?,
+        };
+        // Accepting threads poll, so the gate can stop them (see `accept_loop`); the flag
+        // lives on the socket, shared with a process it is passed to, which polls too.
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| BootError::Failed(format!("admin listener: {e}")))?;
         Ok(Boot {
             snapshot: joined.built,
             store,
@@ -175,16 +217,48 @@ impl Boot {
         Ok(AdminServer {
             state,
             addr,
+            listener: self.listener,
             _threads: handles,
         })
     }
 }
 
-/// Serves connections one at a time, for ever (the process exit ends it).
+/// How long an accepting thread sleeps in poll before it looks at the gate again.
+const GATE_POLL_MS: libc::c_int = 100;
+
+/// Serves connections one at a time until the admin API is handed to a new process (else
+/// for ever: the process exit ends it).
 fn accept_loop(listener: &TcpListener, state: &State) {
     loop {
+        match state.gate.load(Ordering::Acquire) {
+            GATE_HANDED => return,
+            GATE_FROZEN => {
+                std::thread::sleep(Duration::from_millis(GATE_POLL_MS as u64));
+                continue;
+            }
+            _ => {}
+        }
+        let mut p = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        if unsafe { libc::poll(&mut p, 1, GATE_POLL_MS) } <= 0 {
+            continue;
+        }
+        if state.gate.load(Ordering::Acquire) != GATE_OPEN {
+            continue;
+        }
         match listener.accept() {
-            Ok((stream, peer)) => conn::serve(state, stream, peer),
+            Ok((stream, peer)) => {
+                // Accepted sockets do not inherit O_NONBLOCK on Linux; be sure anyway.
+                let _ = stream.set_nonblocking(false);
+                conn::serve(state, stream, peer)
+            }
+            // Another thread (or the other process of an upgrade) took it.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 // EMFILE and friends: try again shortly rather than spin.
                 eprintln!("gatehouse: admin: accept failed: {e}");
@@ -198,6 +272,8 @@ fn accept_loop(listener: &TcpListener, state: &State) {
 pub struct AdminServer {
     state: Arc<State>,
     addr: SocketAddr,
+    /// Kept to pass on in an upgrade.
+    listener: TcpListener,
     _threads: Vec<JoinHandle<()>>,
 }
 
@@ -210,6 +286,37 @@ impl AdminServer {
     /// interrupts a change between its save and its publication. Reads go on until exit.
     pub fn stop(&self) {
         self.state.writer.lock().stopped = true;
+    }
+
+    /// Upgrade step 2 (access/LIFECYCLE.md): stops accepting admin connections, waits for a
+    /// change in progress and refuses later ones, so the store on disk holds every change
+    /// this process acknowledged.
+    pub fn freeze(&self) {
+        self.state.gate.store(GATE_FROZEN, Ordering::Release);
+        self.state.writer.lock().frozen = true;
+    }
+
+    /// Undoes [`AdminServer::freeze`]: the upgrade failed and this process goes on alone.
+    pub fn thaw(&self) {
+        self.state.writer.lock().frozen = false;
+        self.state.gate.store(GATE_OPEN, Ordering::Release);
+    }
+
+    /// The new process serves the admin API: the accepting threads end, connections still
+    /// open here close after their next answer, and changes stay refused.
+    pub fn hand_over(&self) {
+        self.state.gate.store(GATE_HANDED, Ordering::Release);
+    }
+
+    /// Copies of the descriptors an upgrade passes on: the admin listener and the store's
+    /// lock (absent for a store without one).
+    pub fn handover_fds(&self) -> io::Result<(OwnedFd, Option<OwnedFd>)> {
+        let listener = OwnedFd::from(self.listener.try_clone()?);
+        let lock = match self.state.store.lock_fd() {
+            Some(fd) => Some(fd.try_clone_to_owned()?),
+            None => None,
+        };
+        Ok((listener, lock))
     }
 }
 

@@ -315,3 +315,15 @@ fn a_stopped_admin_refuses_changes() {
     assert_eq!((s, v["error"]["code"].clone()), (503, json!("stopping")));
     assert_eq!(f.ask("GET", "/admin/v1/routes/r", "").0, 200);
 }
+
+#[test]
+fn a_frozen_admin_refuses_changes_with_upgrading_and_a_close_until_thawed() {
+    let f = fixture("");
+    f.state.writer.lock().frozen = true;
+    let (s, v) = f.ask("DELETE", "/admin/v1/routes/r", "");
+    assert_eq!((s, v["error"]["code"].clone()), (503, json!("upgrading")));
+    assert_eq!(f.ask("GET", "/admin/v1/routes/r", "").0, 200);
+    assert_eq!(f.state.current().version, 1);
+    f.state.writer.lock().frozen = false;
+    assert_eq!(f.ask("DELETE", "/admin/v1/routes/r", "").0, 204);
+}

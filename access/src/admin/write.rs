@@ -67,12 +67,40 @@ impl Origin {
     }
 }
 
+impl Writer {
+    /// Why a change cannot be made now, as the answer to give.
+    fn refusal(&self) -> Option<Answer> {
+        if self.stopped {
+            return Some(Answer::error(
+                503,
+                "stopping",
+                "the gateway is shutting down",
+                "",
+            ));
+        }
+        if self.frozen {
+            // The connection closes: the retry lands on whichever process then accepts,
+            // the new one once the upgrade is through (docs/upgrade.md).
+            return Some(
+                Answer::error(
+                    503,
+                    "upgrading",
+                    "the gateway is handing over to a new process; retry",
+                    "",
+                )
+                .closing(),
+            );
+        }
+        None
+    }
+}
+
 impl State {
     /// Applies `edit` to `kind/id` as one new version.
     pub fn change(&self, req: &Req, kind: &'static str, id: &str, edit: Edit) -> Answer {
         let writer = self.writer.lock();
-        if writer.stopped {
-            return Answer::error(503, "stopping", "the gateway is shutting down", "");
+        if let Some(refused) = writer.refusal() {
+            return refused;
         }
         let base = self.current();
         let mut res = kinds::resources_of(&base.config);
@@ -160,13 +188,8 @@ impl State {
         invalid: impl FnOnce(Vec<ConfigError>) -> Answer,
     ) -> Result<(Arc<Snapshot>, u64), Answer> {
         let writer = self.writer.lock();
-        if writer.stopped {
-            return Err(Answer::error(
-                503,
-                "stopping",
-                "the gateway is shutting down",
-                "",
-            ));
+        if let Some(refused) = writer.refusal() {
+            return Err(refused);
         }
         let base = self.current();
         let mut res = kinds::resources_of(&base.config);

@@ -50,7 +50,7 @@ pub struct DirStore {
     dir: PathBuf,
     audit_max_bytes: u64,
     audit: Mutex<AuditFile>,
-    /// Holds the directory's flock for the life of the store.
+    /// Holds the directory's flock for the life of the store (an upgrade passes a copy).
     _lock: File,
 }
 
@@ -61,14 +61,41 @@ fn err(what: impl std::fmt::Display, path: &Path, e: io::Error) -> StoreError {
 impl DirStore {
     /// Opens (creating it if needed) and locks `dir`. Fails when another process holds it.
     pub fn open(dir: &Path, audit_max_bytes: u64) -> Result<DirStore, StoreError> {
+        DirStore::open_with(dir, audit_max_bytes, None)
+    }
+
+    /// Like [`DirStore::open`], but with `inherited`, the lock file descriptor a running
+    /// gateway passed to this one during an upgrade. It shares the running process's open
+    /// file description, so its flock is already ours; it must be `dir`'s lock file.
+    pub fn open_with(
+        dir: &Path,
+        audit_max_bytes: u64,
+        inherited: Option<File>,
+    ) -> Result<DirStore, StoreError> {
         fs::create_dir_all(dir).map_err(|e| err("cannot create state dir", dir, e))?;
         let lock_path = dir.join(LOCK);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| err("cannot open", &lock_path, e))?;
+        let lock = match inherited {
+            Some(f) => {
+                use std::os::unix::fs::MetadataExt;
+                let same = match (f.metadata(), fs::metadata(&lock_path)) {
+                    (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+                    _ => false,
+                };
+                if !same {
+                    return Err(StoreError(format!(
+                        "the lock passed by the running gatehouse is not {}",
+                        lock_path.display()
+                    )));
+                }
+                f
+            }
+            None => OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|e| err("cannot open", &lock_path, e))?,
+        };
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -98,6 +125,11 @@ impl DirStore {
 }
 
 impl Store for DirStore {
+    fn lock_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self._lock.as_fd())
+    }
+
     fn describe(&self) -> String {
         format!("state dir {}", self.dir.display())
     }

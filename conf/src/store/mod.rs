@@ -69,14 +69,30 @@ pub trait Store: Send + Sync {
     fn watch(&self) -> Option<std::sync::mpsc::Receiver<Saved>> {
         None
     }
+
+    /// The descriptor whose lock makes this process the store's only writer, if the store
+    /// has one: an upgrade passes it to the new process (docs/upgrade.md).
+    fn lock_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// Opens the store `config.store` names.
 pub fn open(config: &Config) -> Result<Box<dyn Store>, StoreError> {
+    open_adopting(config, None)
+}
+
+/// Like [`open`], but a file store takes `lock` (the lock descriptor a running gateway
+/// passed over during an upgrade) as its lock instead of locking anew.
+pub fn open_adopting(
+    config: &Config,
+    lock: Option<std::fs::File>,
+) -> Result<Box<dyn Store>, StoreError> {
     match config.store.kind {
-        StoreKind::File => Ok(Box::new(DirStore::open(
+        StoreKind::File => Ok(Box::new(DirStore::open_with(
             &config.server.state_dir,
             config.admin.audit_max_bytes,
+            lock,
         )?)),
         StoreKind::Etcd => Err(StoreError(
             "store.kind = \"etcd\" is not available in this build yet; use \"file\"".into(),

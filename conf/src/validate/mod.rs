@@ -116,6 +116,7 @@ fn check_server(e: &mut Errors, s: &Server) -> Vec<(usize, SocketAddr)> {
         0,
         TIMEOUT_MS.1,
     );
+    e.timeout("server.upgrade_timeout_ms", s.upgrade_timeout_ms);
     if s.state_dir.as_os_str().is_empty() {
         e.push("server.state_dir", "must not be empty");
     }

@@ -84,6 +84,7 @@ fn every_number_is_range_checked() {
         max_connections = 0
         drain_timeout_ms = 99999999
         max_memory_mb = 99999999999
+        upgrade_timeout_ms = 0
         [limits]
         max_request_line = 10
         max_header_bytes = 10
@@ -114,6 +115,7 @@ fn every_number_is_range_checked() {
         "server.max_connections",
         "server.drain_timeout_ms",
         "server.max_memory_mb",
+        "server.upgrade_timeout_ms",
         "limits.max_request_line",
         "limits.max_header_bytes",
         "limits.max_headers",
@@ -138,7 +140,7 @@ fn every_number_is_range_checked() {
             "no range error for {path} in {errs:#?}"
         );
     }
-    assert_eq!(errs.len(), 21, "{errs:#?}");
+    assert_eq!(errs.len(), 22, "{errs:#?}");
 }
 
 #[test]

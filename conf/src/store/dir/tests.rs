@@ -182,3 +182,28 @@ fn tail_lines_across_chunk_boundaries() {
         }
     }
 }
+
+#[test]
+fn an_inherited_lock_descriptor_opens_the_locked_dir_and_a_foreign_one_is_refused() {
+    let t = Tmp::new("inherit");
+    let first = DirStore::open(&t.0, 1 << 20).unwrap();
+    first.save(&saved(3, "kept")).unwrap();
+    // What an upgrade does: a copy of the running store's lock descriptor (the same open
+    // file description, so the same flock) opens the directory beside it.
+    let copy = first.lock_fd().unwrap().try_clone_to_owned().unwrap();
+    let second = DirStore::open_with(&t.0, 1 << 20, Some(File::from(copy))).unwrap();
+    assert_eq!(second.load().unwrap().unwrap().version, 3);
+    drop(first);
+    // The lock lives on in the second store: a fresh open is still refused.
+    assert!(DirStore::open(&t.0, 1 << 20).is_err());
+    drop(second);
+    assert!(DirStore::open(&t.0, 1 << 20).is_ok());
+
+    let other = Tmp::new("inherit-other");
+    std::fs::create_dir_all(&other.0).unwrap();
+    let foreign = File::create(other.0.join("lock")).unwrap();
+    let Err(e) = DirStore::open_with(&t.0, 1 << 20, Some(foreign)) else {
+        panic!("a lock file of another directory was taken");
+    };
+    assert!(e.0.contains("is not"), "{e}");
+}
