@@ -30,6 +30,9 @@ const SWEEP_EVERY_MS: u64 = 1000;
 const ACCEPT_BACKOFF_MS: u64 = 100;
 /// Shortest time between two "accept failed" lines on stderr.
 const ACCEPT_WARN_EVERY_MS: u64 = 10_000;
+/// When the memory guard starts shedding, idle connections are closed, except those that
+/// moved bytes this recently (see `tick`).
+const SHED_IDLE_GRACE_MS: u64 = 1000;
 
 /// Work sent to a worker from another thread.
 pub enum Task {
@@ -480,13 +483,17 @@ impl Worker {
                 // Idle keep-alive connections hold descriptors and kernel buffers for
                 // requests that would be refused anyway. One whose request is already in
                 // the socket is left to get its 503 (closing it would reset the client);
-                // a peek per idle connection, once per transition.
+                // a peek per idle connection, once per transition. So is one that moved
+                // bytes within the last `SHED_IDLE_GRACE_MS` (a connection just accepted,
+                // whose request is on its way, or one just answered): its next request gets
+                // the 503 and the close.
                 let mut peek = [0u8; 1];
                 let idle: Vec<usize> = self
                     .sessions
                     .iter()
                     .filter(|(_, s)| {
                         s.is_idle()
+                            && now.saturating_sub(s.client_activity) >= SHED_IDLE_GRACE_MS
                             && s.stream
                                 .peek(&mut peek)
                                 .is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock)
