@@ -16,6 +16,7 @@ pub mod error;
 pub mod model;
 pub mod pattern;
 pub mod release;
+pub mod resilience;
 pub mod router;
 pub mod store;
 pub mod thrift;

@@ -9,6 +9,7 @@ use crate::thrift::{
     Service, ThriftProtocol, ThriftTransport, ThriftUpstream, UnknownFields, UpstreamProtocol,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PENDING,
 };
+use crate::resilience::{BalancerKind, HealthCheck, Outlier, RetryBudget};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -240,6 +241,27 @@ pub struct Upstream {
     /// answered 503 `overloaded` at once. Unset = no cap (docs/overload.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_requests: Option<u32>,
+    /// How a node is picked; docs/resilience.md has this field and the four below.
+    #[serde(default, skip_serializing_if = "BalancerKind::is_round_robin")]
+    pub balancer: BalancerKind,
+    /// `consistent_hash` only: `"client_ip"`, `"header:NAME"` or `"cookie:NAME"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_key: Option<String>,
+    /// When every node is down: send to all of them anyway (true) or answer 503 (false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fail_open: bool,
+    /// Active health checks; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// Passive checks (outlier ejection); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier: Option<Outlier>,
+    #[serde(default, skip_serializing_if = "is_default_budget")]
+    pub retry_budget: RetryBudget,
+}
+
+fn is_default_budget(b: &RetryBudget) -> bool {
+    *b == RetryBudget::default()
 }
 
 impl Upstream {
@@ -275,6 +297,12 @@ impl Default for Upstream {
             max_pending: None,
             max_message_bytes: None,
             max_requests: None,
+            balancer: BalancerKind::RoundRobin,
+            hash_key: None,
+            fail_open: false,
+            health_check: None,
+            outlier: None,
+            retry_budget: RetryBudget::default(),
         }
     }
 }
@@ -301,6 +329,9 @@ pub struct Node {
     /// Relative share of requests, 1..=1000.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Used only while no primary (non-backup) node is up.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backup: bool,
 }
 
 fn default_weight() -> u32 {
@@ -376,6 +407,26 @@ pub struct Route {
     /// `"reject"` (default: 400 naming the member) or `"ignore"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown_fields: Option<UnknownFields>,
+    /// Further tries on other nodes after a failed one (docs/resilience.md).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Retry non-idempotent methods after the request went out, too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_non_idempotent: bool,
+    /// Limit of one try until the answer's head; 0 = the upstream's `read_timeout_ms` only.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub try_timeout_ms: u64,
+    /// Limit of all tries together until the answer's head; 0 = none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub timeout_ms: u64,
+}
+
+fn default_retries() -> u32 {
+    1
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Default for Route {
@@ -401,6 +452,10 @@ impl Default for Route {
             exceptions: BTreeMap::new(),
             i64_as_string: None,
             unknown_fields: None,
+            retries: default_retries(),
+            retry_non_idempotent: false,
+            try_timeout_ms: 0,
+            timeout_ms: 0,
         }
     }
 }

@@ -272,6 +272,7 @@ fn check_upstreams(e: &mut Errors, upstreams: &[Upstream]) {
         e.range(&format!("{p}.max_idle"), u.max_idle, 0, 10_000);
         e.timeout(&format!("{p}.idle_timeout_ms"), u.idle_timeout_ms);
         thrift::check_upstream(e, &p, u);
+        crate::resilience::check_upstream(e, &p, u);
     }
 }
 

@@ -62,6 +62,7 @@ pub(super) fn check_routes(e: &mut Errors, routes: &[Route], upstreams: &[Upstre
                 );
             }
         }
+        crate::resilience::check_route(e, &p, r);
         let hosts = check_hosts(e, &p, r);
         let methods = check_methods(e, &p, r);
         let paths = check_paths(e, &p, r);
