@@ -129,6 +129,7 @@ fn close(s: &mut Session, env: &mut Env) -> Outcome {
 
 pub(crate) fn recycle(mut ex: Box<Exchange>, env: &mut Env) {
     crate::overload::release(&mut ex);
+    crate::failover::end(&mut ex);
     crate::calls::abandon(&mut ex, env);
     crate::thrift::abandon(&mut ex, env);
     crate::tunnel::abandon(&mut ex, env);
@@ -571,6 +572,7 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
     ex.retried = false;
     bytes::Buf::advance(&mut **cin, consumed);
     ex.snap = Some(snap);
+    crate::failover::first_try(&mut ex, env.now);
     s.ex = Some(ex);
     s.phase = Phase::Proxy;
     s.head_started = 0;
@@ -649,6 +651,9 @@ fn settle(s: &mut Session, env: &mut Env) {
                 } else if ex.resp != RespPhase::Done {
                     d = ex.up_activity + ex.read_timeout_ms;
                 }
+                if !ex.resp_started {
+                    d = d.min(ex.try_deadline);
+                }
                 if !ex.req_body.is_done() {
                     d = d.min(s.client_activity + l.body_timeout_ms);
                 }
@@ -701,6 +706,7 @@ pub fn on_timeout(s: &mut Session, env: &mut Env) -> Outcome {
                 return drive(s, env);
             }
             let upstream_late = !ex.connected
+                || crate::failover::try_expired(ex, env.now)
                 || (ex.resp != RespPhase::Done && env.now >= ex.up_activity + ex.read_timeout_ms);
             if upstream_late && !ex.resp_head_sent {
                 let _ = crate::proxy::upstream_failed(s, env, ErrorKind::UpstreamTimeout);

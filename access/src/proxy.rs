@@ -1,6 +1,6 @@
 //! The upstream half of an exchange: connecting through the pool, sending the rewritten head
 //! and streaming the request body, reading and relaying the answer, and what happens when the
-//! upstream fails (one safe retry, or an answer, or cutting the client off).
+//! upstream fails (a retry per `crate::failover`, or an answer, or cutting the client off).
 //!
 //! Bodies are never copied between buffers: the framing tracker approves bytes in the buffer
 //! they were read into (`cin` for the request, `uin` for the answer) and they are written
@@ -34,8 +34,10 @@ pub(crate) fn connect(s: &mut Session, env: &mut Env, reuse: bool) -> io::Result
     Ok(())
 }
 
-/// The upstream failed before the exchange could complete: retry once when that is safe,
-/// else answer (if nothing of the answer went out yet) or cut the client off.
+/// The upstream failed before the exchange could complete: go again when that is safe (a
+/// stale keep-alive connection, or another node per the route's retry rules in
+/// `crate::failover`), else answer (if nothing of the answer went out yet) or cut the client
+/// off.
 pub(crate) fn upstream_failed(s: &mut Session, env: &mut Env, kind: ErrorKind) -> Step {
     let Some(ex) = s.ex.as_mut() else {
         return Step::Close;
@@ -44,18 +46,27 @@ pub(crate) fn upstream_failed(s: &mut Session, env: &mut Env, kind: ErrorKind) -
         env.pool.discard(env.registry, key);
     }
     // A reused keep-alive connection may have been closed by the upstream just as we sent;
-    // an idempotent request without a body that got no byte back can safely go again.
-    let retry = ex.up_reused
+    // an idempotent request without a body that got no byte back can safely go again, to the
+    // same node on a fresh connection: the node did nothing wrong.
+    let stale = ex.up_reused
         && !ex.retried
         && !ex.resp_started
         && ex.method.is_idempotent()
         && ex.req_body_bytes == 0
         && matches!(ex.req_body, Body::Done)
         && kind != ErrorKind::UpstreamTimeout;
-    if retry {
+    if stale {
         ex.retried = true;
         ex.uout_sent = 0;
         ex.uin = None;
+        if connect(s, env, false).is_ok() {
+            return Step::Progress;
+        }
+        return upstream_failed(s, env, ErrorKind::UpstreamFailed("connect"));
+    }
+    crate::failover::report(ex, true);
+    if let Some(node) = crate::failover::retry_node(ex, env) {
+        crate::failover::begin_retry(ex, node, env.now);
         if connect(s, env, false).is_ok() {
             return Step::Progress;
         }
@@ -474,6 +485,7 @@ fn finish_exchange(s: &mut Session, env: &mut Env) {
             }
         }
     }
+    crate::failover::report(&mut ex, false);
     crate::access_log::finished(s, env, &ex, ex.ctx.status);
     let version = ex.snap.as_ref().map_or(0, |v| v.version);
     crate::stats::count_release(env, &ex, version, ex.ctx.status);

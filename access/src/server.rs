@@ -1,9 +1,11 @@
 //! Starting and stopping the data plane: bind every worker's listeners up front (so a bad
 //! address fails the start, not a worker), start the workers, then wait for SIGINT/SIGTERM
-//! on the main thread and drain.
+//! on the main thread and drain. The active health checker runs beside the workers and
+//! gets every snapshot they are given.
 
 use crate::worker::{Task, Worker};
 use business::Snapshot;
+use components::health_check::{Checker, CheckerHandle};
 use parking_lot::Mutex;
 use reactor::InboxSender;
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR2};
@@ -18,6 +20,8 @@ use std::thread::JoinHandle;
 pub struct Server {
     senders: Vec<InboxSender<Task>>,
     threads: Vec<JoinHandle<()>>,
+    /// The active health checker (a control thread), fed every published snapshot.
+    checker: Checker,
     pub addrs: Vec<SocketAddr>,
     /// A copy of every listening socket (all workers, all addresses), for an upgrade to pass
     /// on: the new process must take each one, since each holds its own accept queue.
@@ -137,9 +141,11 @@ impl Server {
             senders.push(sender);
             threads.push(t);
         }
+        let checker = Checker::start(business::resilience::check_targets(&snap))?;
         Ok(Server {
             senders,
             threads,
+            checker,
             addrs,
             handover: HandoverListeners(Arc::new(Mutex::new(handover))),
         })
@@ -155,6 +161,7 @@ impl Server {
     pub fn publisher(&self) -> Publisher {
         Publisher {
             senders: self.senders.clone(),
+            checker: self.checker.handle(),
         }
     }
 
@@ -179,6 +186,7 @@ impl Server {
         // queueing connections nobody will accept (after an upgrade the new process holds
         // its own copies).
         self.handover.0.lock().clear();
+        self.checker.stop();
         for s in &self.senders {
             let _ = s.send(task());
         }
@@ -192,11 +200,14 @@ impl Server {
 #[derive(Clone)]
 pub struct Publisher {
     senders: Vec<InboxSender<Task>>,
+    checker: CheckerHandle,
 }
 
 impl Publisher {
     /// Like [`Server::publish`]: sends `snap` to every worker and waits for each to serve it.
     pub fn publish(&self, snap: Arc<Snapshot>, timeout: std::time::Duration) -> bool {
+        self.checker
+            .update(business::resilience::check_targets(&snap));
         let (tx, rx) = std::sync::mpsc::channel();
         let mut sent = 0;
         for s in &self.senders {

@@ -26,6 +26,8 @@ pub struct Context {
     /// Upstream index in the snapshot and node index in that upstream.
     pub upstream: usize,
     pub node: usize,
+    /// The hash of the balancing key (consistent-hash upstreams), kept for retries.
+    pub balance_key: Option<u64>,
     /// Body limit for this request (route override or global).
     pub max_body: u64,
     /// Upstream answer status, once known.
@@ -72,6 +74,7 @@ impl Context {
             matched: false,
             upstream: 0,
             node: 0,
+            balance_key: None,
             max_body: 0,
             status: 0,
             started_ms: 0,
@@ -99,6 +102,7 @@ impl Context {
         self.matched = false;
         self.upstream = 0;
         self.node = 0;
+        self.balance_key = None;
         self.max_body = 0;
         self.status = 0;
         self.started_ms = now;

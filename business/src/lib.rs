@@ -13,6 +13,7 @@ pub mod headers;
 pub mod modules;
 pub mod pipeline;
 pub mod release;
+pub mod resilience;
 pub mod snapshot;
 pub mod stage;
 pub mod stages;

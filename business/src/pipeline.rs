@@ -355,6 +355,8 @@ impl Pipeline {
 /// snapshot (allocation happens here, not per request).
 pub struct CoreState {
     pub balancers: Vec<Wrr>,
+    /// The least-request balancer's random state.
+    pub rng: u64,
     pub(crate) params: Vec<ParamsScratch>,
     pub(crate) waf: Vec<WafScratch>,
     pub(crate) jwt: Vec<u8>,
@@ -369,11 +371,18 @@ impl CoreState {
                 .iter()
                 .map(|u| Wrr::new(&u.weights))
                 .collect(),
+            rng: seed(),
             params: plan.params.iter().map(|e| e.scratch()).collect(),
             waf: plan.waf.iter().map(|e| e.scratch()).collect(),
             jwt: vec![0; plan.jwt_bytes],
         }
     }
+}
+
+/// A distinct non-zero seed for each core's random state.
+fn seed() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    components::balancer_hash::mix(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) | 1
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ pub struct UpstreamRt {
     pub idle_timeout_ms: u64,
     /// Thrift upstreams: the multiplexed pool's bounds for each node (`None` for HTTP).
     pub mux: Option<NodeSettings>,
+    /// Health, balancing and retry settings (docs/resilience.md).
+    pub res: crate::resilience::UpstreamRes,
 }
 
 pub struct Snapshot {
@@ -84,6 +86,7 @@ impl Snapshot {
             }
             upstreams.push(UpstreamRt {
                 id: u.id.clone(),
+                res: crate::resilience::UpstreamRes::build(u, &addrs, prev),
                 addrs,
                 weights: u.nodes.iter().map(|n| n.weight).collect(),
                 connect_timeout_ms: u.connect_timeout_ms,

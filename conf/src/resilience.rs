@@ -184,6 +184,18 @@ pub(crate) fn check_upstream(e: &mut Errors, p: &str, u: &Upstream) {
         ),
         _ => {}
     }
+    if !u.protocol.is_http()
+        && (u.health_check.is_some()
+            || u.outlier.is_some()
+            || u.fail_open
+            || !u.balancer.is_round_robin()
+            || u.nodes.iter().any(|n| n.backup))
+    {
+        e.push(
+            format!("{p}.protocol"),
+            "health_check, outlier, balancer, fail_open and backup nodes are for HTTP upstreams",
+        );
+    }
     if !u.nodes.is_empty() && u.nodes.iter().all(|n| n.backup) {
         e.push(format!("{p}.nodes"), "at least one node must not be a backup");
     }

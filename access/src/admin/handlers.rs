@@ -34,13 +34,12 @@ pub fn healthz(state: &State, _: &Req, _: &Params) -> Answer {
     Answer::json(200, &json!({"status": "serving", "version": v}))
 }
 
-/// `/metrics`: every worker's counters, summed here on the admin thread.
-pub fn metrics(_: &State, _: &Req, _: &Params) -> Answer {
-    Answer::text(
-        200,
-        crate::stats::render().into_bytes(),
-        "text/plain; version=0.0.4",
-    )
+/// `/metrics`: every worker's counters, summed here on the admin thread, and the upstreams'
+/// shared health tables.
+pub fn metrics(state: &State, _: &Req, _: &Params) -> Answer {
+    let mut o = crate::stats::render();
+    crate::stats_health::render(&mut o, &state.current());
+    Answer::text(200, o.into_bytes(), "text/plain; version=0.0.4")
 }
 
 pub fn config(state: &State, _: &Req, _: &Params) -> Answer {

@@ -1,5 +1,6 @@
 //! The upstream stage: picks the node of the route's upstream (or of a route release's
-//! candidate) with the core's balancer.
+//! candidate) with the core's balancer, among the nodes that are up (see
+//! [`crate::resilience::pick`]).
 
 use crate::context::Context;
 use crate::pipeline::CoreState;
@@ -34,7 +35,7 @@ impl Stage for UpstreamStage {
     fn on_request(
         &self,
         ctx: &mut Context,
-        _req: &Request,
+        req: &Request,
         snap: &Snapshot,
         core: &mut CoreState,
     ) -> Flow {
@@ -45,7 +46,11 @@ impl Stage for UpstreamStage {
             return Flow::Respond(Reject::new(ErrorKind::NoRoute));
         };
         ctx.upstream = upstream;
-        match core.balancers.get_mut(upstream).and_then(|b| b.pick()) {
+        ctx.balance_key = snap
+            .upstreams
+            .get(upstream)
+            .and_then(|u| crate::resilience::request_key(&u.res, req, ctx));
+        match crate::resilience::pick(snap, core, upstream, ctx.balance_key, 0) {
             Some(node) => {
                 ctx.node = node;
                 Flow::Continue
