@@ -58,7 +58,11 @@ pub(crate) fn end(ex: &mut Exchange) {
         return;
     }
     ex.in_flight = false;
-    if let Some(up) = ex.snap.as_ref().and_then(|s| s.upstreams.get(ex.ctx.upstream)) {
+    if let Some(up) = ex
+        .snap
+        .as_ref()
+        .and_then(|s| s.upstreams.get(ex.ctx.upstream))
+    {
         up.res.health.end(ex.ctx.node);
     }
 }
@@ -67,7 +71,11 @@ pub(crate) fn end(ex: &mut Exchange) {
 /// timeout; an answer's status is judged here (5xx by the upstream's policy).
 pub(crate) fn report(ex: &mut Exchange, failed: bool) {
     end(ex);
-    let Some(up) = ex.snap.as_ref().and_then(|s| s.upstreams.get(ex.ctx.upstream)) else {
+    let Some(up) = ex
+        .snap
+        .as_ref()
+        .and_then(|s| s.upstreams.get(ex.ctx.upstream))
+    else {
         return;
     };
     let failed = failed || (up.res.count_5xx && ex.ctx.status >= 500);
@@ -90,8 +98,7 @@ pub(crate) fn retry_node(ex: &mut Exchange, env: &mut Env) -> Option<usize> {
     }
     let nothing_sent = ex.uout_sent == 0 && ex.req_body_bytes == 0;
     let replayable = ex.req_body_bytes == 0 && ex.fwd_req == 0;
-    let method_ok =
-        ex.method.is_idempotent() || route.is_some_and(|r| r.retry_non_idempotent);
+    let method_ok = ex.method.is_idempotent() || route.is_some_and(|r| r.retry_non_idempotent);
     if !(nothing_sent || (replayable && method_ok)) {
         return None;
     }

@@ -55,15 +55,18 @@ impl UpstreamRes {
             BalancerKind::ConsistentHash => Kind::ConsistentHash,
         };
         let weights: Vec<u32> = u.nodes.iter().map(|n| n.weight).collect();
-        let outlier = u.outlier.as_ref().map_or(OutlierPolicy::OFF, |o| OutlierPolicy {
-            consecutive: o.consecutive_failures,
-            rate_percent: o.error_rate_percent,
-            window_ms: o.window_ms,
-            min_requests: o.min_requests,
-            base_ms: o.base_ejection_ms,
-            max_ms: o.max_ejection_ms,
-            max_percent: o.max_ejection_percent,
-        });
+        let outlier = u
+            .outlier
+            .as_ref()
+            .map_or(OutlierPolicy::OFF, |o| OutlierPolicy {
+                consecutive: o.consecutive_failures,
+                rate_percent: o.error_rate_percent,
+                window_ms: o.window_ms,
+                min_requests: o.min_requests,
+                base_ms: o.base_ejection_ms,
+                max_ms: o.max_ejection_ms,
+                max_percent: o.max_ejection_percent,
+            });
         let check = u.health_check.as_ref().map(|h| CheckSpec {
             probe: match h.kind {
                 CheckKind::Tcp => Probe::Tcp,

@@ -97,7 +97,11 @@ fn least_request(
 
 /// xorshift64*: a cheap per-core generator (state never 0).
 pub fn next_random(state: &mut u64) -> u64 {
-    let mut x = if *state == 0 { 0x9e37_79b9_7f4a_7c15 } else { *state };
+    let mut x = if *state == 0 {
+        0x9e37_79b9_7f4a_7c15
+    } else {
+        *state
+    };
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;

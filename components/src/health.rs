@@ -108,9 +108,9 @@ impl UpstreamHealth {
 
     /// Whether `node` may take traffic at `now` (neither failing checks nor ejected).
     pub fn is_up(&self, node: usize, now: u64) -> bool {
-        self.nodes.get(node).is_some_and(|n| {
-            !n.check_down.load(Relaxed) && n.ejected_until.load(Acquire) <= now
-        })
+        self.nodes
+            .get(node)
+            .is_some_and(|n| !n.check_down.load(Relaxed) && n.ejected_until.load(Acquire) <= now)
     }
 
     pub fn state(&self, node: usize, now: u64) -> NodeState {
@@ -135,7 +135,9 @@ impl UpstreamHealth {
     }
 
     pub fn in_flight(&self, node: usize) -> u32 {
-        self.nodes.get(node).map_or(0, |n| n.in_flight.load(Relaxed))
+        self.nodes
+            .get(node)
+            .map_or(0, |n| n.in_flight.load(Relaxed))
     }
 
     /// A request to `node` started (least_request bookkeeping).

@@ -224,7 +224,10 @@ pub fn check(addr: SocketAddr, spec: &CheckSpec) -> bool {
             Ok(n) => got += n,
         }
     }
-    let status = match (buf.starts_with(b"HTTP/1."), std::str::from_utf8(&buf[9..12])) {
+    let status = match (
+        buf.starts_with(b"HTTP/1."),
+        std::str::from_utf8(&buf[9..12]),
+    ) {
         (true, Ok(code)) => code.parse::<u16>().unwrap_or(0),
         _ => 0,
     };

@@ -89,7 +89,8 @@ pub(crate) fn report(
     if p.rate_percent > 0 {
         let failures = n.window_failures.fetch_add(1, Relaxed) as u64 + 1;
         let requests = n.window_requests.load(Relaxed) as u64;
-        trip |= requests >= p.min_requests as u64 && failures * 100 >= p.rate_percent as u64 * requests;
+        trip |=
+            requests >= p.min_requests as u64 && failures * 100 >= p.rate_percent as u64 * requests;
     }
     if !trip || n.ejected_until.load(Acquire) > now {
         return false;

@@ -5,11 +5,11 @@
 //! (addresses as strings, hosts as typed): [`crate::validate`] checks them and the helpers here
 //! give parsed forms to the layers that run the config.
 
+use crate::resilience::{BalancerKind, HealthCheck, Outlier, RetryBudget};
 use crate::thrift::{
     Service, ThriftProtocol, ThriftTransport, ThriftUpstream, UnknownFields, UpstreamProtocol,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PENDING,
 };
-use crate::resilience::{BalancerKind, HealthCheck, Outlier, RetryBudget};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -197,14 +197,27 @@ pub(crate) fn check_upstream(e: &mut Errors, p: &str, u: &Upstream) {
         );
     }
     if !u.nodes.is_empty() && u.nodes.iter().all(|n| n.backup) {
-        e.push(format!("{p}.nodes"), "at least one node must not be a backup");
+        e.push(
+            format!("{p}.nodes"),
+            "at least one node must not be a backup",
+        );
     }
     if let Some(h) = &u.health_check {
         let hp = format!("{p}.health_check");
         e.range(&format!("{hp}.interval_ms"), h.interval_ms, 100, 3_600_000);
         e.range(&format!("{hp}.timeout_ms"), h.timeout_ms, 10, 60_000);
-        e.range(&format!("{hp}.healthy_threshold"), h.healthy_threshold, 1, 100);
-        e.range(&format!("{hp}.unhealthy_threshold"), h.unhealthy_threshold, 1, 100);
+        e.range(
+            &format!("{hp}.healthy_threshold"),
+            h.healthy_threshold,
+            1,
+            100,
+        );
+        e.range(
+            &format!("{hp}.unhealthy_threshold"),
+            h.unhealthy_threshold,
+            1,
+            100,
+        );
         if h.kind == CheckKind::Http {
             if !h.path.starts_with('/') || !h.path.bytes().all(|b| b.is_ascii_graphic()) {
                 e.push(
@@ -222,22 +235,47 @@ pub(crate) fn check_upstream(e: &mut Errors, p: &str, u: &Upstream) {
     }
     if let Some(o) = &u.outlier {
         let op = format!("{p}.outlier");
-        e.range(&format!("{op}.consecutive_failures"), o.consecutive_failures, 0, 10_000);
-        e.range(&format!("{op}.error_rate_percent"), o.error_rate_percent, 0, 100);
+        e.range(
+            &format!("{op}.consecutive_failures"),
+            o.consecutive_failures,
+            0,
+            10_000,
+        );
+        e.range(
+            &format!("{op}.error_rate_percent"),
+            o.error_rate_percent,
+            0,
+            100,
+        );
         e.range(&format!("{op}.window_ms"), o.window_ms, 100, 3_600_000);
         e.range(&format!("{op}.min_requests"), o.min_requests, 1, 1_000_000);
-        e.range(&format!("{op}.base_ejection_ms"), o.base_ejection_ms, 1, 86_400_000);
+        e.range(
+            &format!("{op}.base_ejection_ms"),
+            o.base_ejection_ms,
+            1,
+            86_400_000,
+        );
         e.range(
             &format!("{op}.max_ejection_ms"),
             o.max_ejection_ms,
             o.base_ejection_ms,
             86_400_000,
         );
-        e.range(&format!("{op}.max_ejection_percent"), o.max_ejection_percent, 0, 100);
+        e.range(
+            &format!("{op}.max_ejection_percent"),
+            o.max_ejection_percent,
+            0,
+            100,
+        );
     }
     let bp = format!("{p}.retry_budget");
     e.range(&format!("{bp}.percent"), u.retry_budget.percent, 0, 100);
-    e.range(&format!("{bp}.min_per_sec"), u.retry_budget.min_per_sec, 0, 100_000);
+    e.range(
+        &format!("{bp}.min_per_sec"),
+        u.retry_budget.min_per_sec,
+        0,
+        100_000,
+    );
 }
 
 /// Checks the retry fields of route `r` (field paths under `p`).

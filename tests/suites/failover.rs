@@ -74,7 +74,10 @@ fn a_post_that_went_out_is_never_sent_twice_unless_the_route_allows() {
             s => assert_eq!(s, 200),
         }
     }
-    assert!(failed >= 1, "round-robin sends some POSTs to the resetting node");
+    assert!(
+        failed >= 1,
+        "round-robin sends some POSTs to the resetting node"
+    );
     // Six POSTs, six requests received in all: none went twice.
     assert_eq!(reset.request_count() + ok.request_count(), 6);
     assert_eq!(reset.request_count(), failed);
@@ -83,7 +86,10 @@ fn a_post_that_went_out_is_never_sent_twice_unless_the_route_allows() {
     let gw = Gateway::start(&config(&nodes, "", "retry_non_idempotent = true"));
     let (before_reset, before_ok) = (reset.request_count(), ok.request_count());
     for _ in 0..6 {
-        let r = roundtrip(gw.addr, b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+        let r = roundtrip(
+            gw.addr,
+            b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+        );
         assert_eq!(r.status, 200);
     }
     assert_eq!(ok.request_count() - before_ok, 6);
@@ -183,7 +189,10 @@ fn least_request_prefers_the_less_busy_node() {
         threads.push(std::thread::spawn(move || get(addr, "t", "/").body_str()));
         std::thread::sleep(Duration::from_millis(30));
     }
-    let bodies: Vec<String> = threads.into_iter().map(|t| t.join().unwrap_or_default()).collect();
+    let bodies: Vec<String> = threads
+        .into_iter()
+        .map(|t| t.join().unwrap_or_default())
+        .collect();
     let to_slow = bodies.iter().filter(|b| *b == "slow").count();
     // Round-robin would send 8; once the slow node holds one request, the idle one wins.
     assert!(to_slow <= 2, "{bodies:?}");
@@ -218,7 +227,10 @@ fn consistent_hash_keeps_a_key_on_its_node_and_moves_one_nth_when_one_goes() {
         }
     }
     // About a third of the keys lived on the node that left.
-    assert!((users / 6..users / 2).contains(&moved), "{moved} of {users} moved");
+    assert!(
+        (users / 6..users / 2).contains(&moved),
+        "{moved} of {users} moved"
+    );
 }
 
 #[test]
@@ -227,13 +239,18 @@ fn an_upstream_dying_mid_answer_a_thousand_times_hurts_only_its_own_requests() {
     let cut = Arc::new(AtomicUsize::new(0));
     let (s2, c2) = (served.clone(), cut.clone());
     let flaky = Backend::start(move |_| {
-        // Every answer of this node but each 5th dies after 10 of its 1000 bytes.
-        if s2.fetch_add(1, Ordering::SeqCst) % 5 != 4 {
-            c2.fetch_add(1, Ordering::SeqCst);
-            Reply::Respond(Response::pattern(1000).cut_after(10))
-        } else {
-            Reply::Respond(Response::pattern(1000))
+        // Every answer of this node but each 5th dies after 10 of its 1000 bytes: closed
+        // (as a killed process's socket is), or reset for every 50th cut.
+        let n = s2.fetch_add(1, Ordering::SeqCst);
+        if n % 5 == 4 {
+            return Reply::Respond(Response::pattern(1000));
         }
+        let k = c2.fetch_add(1, Ordering::SeqCst);
+        Reply::Respond(if k % 50 == 0 {
+            Response::pattern(1000).cut_after(10)
+        } else {
+            Response::pattern(1000).fin_after(10)
+        })
     });
     let good = Backend::start(|_| Reply::Respond(Response::pattern(1000)));
     let gw = Gateway::start(&config(
@@ -242,10 +259,15 @@ fn an_upstream_dying_mid_answer_a_thousand_times_hurts_only_its_own_requests() {
         "",
     ));
     let mut broken = 0;
+    let mut conn: Option<Conn> = None;
     for i in 0..2500 {
-        let mut c = Conn::open(gw.addr);
-        // The upstream's read timeout plus one second.
-        c.set_timeout(Duration::from_secs(3));
+        // Keep-alive while answers are whole; a fresh connection after a cut one.
+        let c = conn.get_or_insert_with(|| {
+            let mut c = Conn::open(gw.addr);
+            // The upstream's read timeout plus one second.
+            c.set_timeout(Duration::from_secs(3));
+            c
+        });
         c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").expect("send");
         match c.read_response() {
             Ok(r) if r.status == 200 && r.body.len() == 1000 => {}
@@ -258,6 +280,7 @@ fn an_upstream_dying_mid_answer_a_thousand_times_hurts_only_its_own_requests() {
                     "request {i} hung: {e}"
                 );
                 broken += 1;
+                conn = None;
             }
         }
     }

@@ -39,7 +39,8 @@ fn metrics(gw: &Gateway) -> String {
 
 fn node_state(gw: &Gateway, addr: SocketAddr) -> String {
     let m = metrics(gw);
-    let needle = format!("gatehouse_upstream_node_healthy{{upstream=\"up\",node=\"{addr}\",state=\"");
+    let needle =
+        format!("gatehouse_upstream_node_healthy{{upstream=\"up\",node=\"{addr}\",state=\"");
     m.lines()
         .find_map(|l| l.strip_prefix(&needle))
         .and_then(|rest| rest.split('"').next())
@@ -66,19 +67,30 @@ fn an_http_check_takes_out_a_node_answering_500_and_brings_it_back() {
         "",
     ));
     let both = bodies(&gw, 4);
-    assert!(both.contains(&"a".into()) && both.contains(&"b".into()), "{both:?}");
+    assert!(
+        both.contains(&"a".into()) && both.contains(&"b".into()),
+        "{both:?}"
+    );
     a_status.store(500, Ordering::SeqCst);
     assert!(
-        wait_until(Duration::from_secs(5), || node_state(&gw, a.addr()) == "check_failed"),
+        wait_until(Duration::from_secs(5), || node_state(&gw, a.addr())
+            == "check_failed"),
         "{}",
         metrics(&gw)
     );
     assert!(bodies(&gw, 10).iter().all(|b| b == "b"));
     // The check went to the configured path, with a Host.
-    let checks: Vec<_> = a.requests().into_iter().filter(|r| r.target == "/health").collect();
+    let checks: Vec<_> = a
+        .requests()
+        .into_iter()
+        .filter(|r| r.target == "/health")
+        .collect();
     assert!(checks.len() >= 2 && checks[0].header("host").is_some());
     a_status.store(200, Ordering::SeqCst);
-    assert!(wait_until(Duration::from_secs(5), || node_state(&gw, a.addr()) == "healthy"));
+    assert!(wait_until(Duration::from_secs(5), || node_state(
+        &gw,
+        a.addr()
+    ) == "healthy"));
     assert!(bodies(&gw, 4).contains(&"a".into()));
 }
 
@@ -93,13 +105,17 @@ fn a_tcp_check_follows_a_node_that_stops_and_restarts_listening() {
         "retries = 0",
     ));
     drop(a);
-    assert!(wait_until(Duration::from_secs(5), || node_state(&gw, a_addr) == "check_failed"));
+    assert!(wait_until(Duration::from_secs(5), || node_state(
+        &gw, a_addr
+    ) == "check_failed"));
     // With no retries, only the check keeps requests off the dead node.
     assert!(bodies(&gw, 10).iter().all(|b| b == "b"));
     // The same port listens again.
     let l = TcpListener::bind(a_addr).expect("rebind the node's port");
     let _a2 = Backend::serve(l, |_| Reply::Respond(Response::ok("a2")));
-    assert!(wait_until(Duration::from_secs(5), || node_state(&gw, a_addr) == "healthy"));
+    assert!(wait_until(Duration::from_secs(5), || node_state(
+        &gw, a_addr
+    ) == "healthy"));
     assert!(bodies(&gw, 4).contains(&"a2".into()));
 }
 
