@@ -27,6 +27,8 @@
 #                    errors, p99, and a keep-alive connection that must survive (modes/reconfig.sh)
 #   run.sh upgrade   Gatehouse alone: paced wrk at TARGET_PCT% of the max; runs without and with a
 #                    `gatehouse upgrade` halfway: errors (must be 0), old exit 0, p99 (modes/upgrade.sh)
+#   run.sh blackhole Gatehouse alone: three upstream nodes, then two and a black hole;
+#                    req/s and p99 after the detection interval (modes/blackhole.sh)
 #
 # Options (each also an environment variable):
 #   --proxies LIST       PROXIES      comma list of nginx,gatehouse,haproxy (default nginx,gatehouse)
@@ -71,7 +73,7 @@ ROOT=$(dirname "$HERE")
 PY=(python3 "$HERE/harness.py")
 
 MODE=bench
-case "${1:-}" in bench | smoke | idle | calls | reconfig | thrift | slowloris | upgrade) MODE=$1; shift ;; esac
+case "${1:-}" in bench | smoke | idle | calls | reconfig | thrift | slowloris | upgrade | blackhole) MODE=$1; shift ;; esac
 
 PROXIES=${PROXIES:-nginx,gatehouse}
 GATEHOUSE_CMD=${GATEHOUSE_CMD:-}
@@ -137,6 +139,8 @@ case $MODE in
          OUT=${OUT:-$HERE/results/latest-reconfig.json} ;;
   upgrade) DURATION=${DURATION:-20}; ROUNDS=${ROUNDS:-1}; WARMUP=${WARMUP:-1}; PROXIES=gatehouse
          OUT=${OUT:-$HERE/results/latest-upgrade.json} ;;
+  blackhole) DURATION=${DURATION:-10}; ROUNDS=1; WARMUP=${WARMUP:-0}; PROXIES=gatehouse
+         OUT=${OUT:-$HERE/results/latest-blackhole.json} ;;
 esac
 # Idle upstream connections Gatehouse keeps per node: 64 (its default, and nginx's keepalive
 # here) except in reconfig mode, whose paced load may hold more connections in flight than 64:
@@ -290,6 +294,7 @@ http {
   $(nginx_temp_paths "$d")
   server {
     listen 127.0.0.1:$UP_PORT backlog=4096;
+    $([ "$MODE" != blackhole ] || echo "listen 127.0.0.2:$UP_PORT backlog=4096; listen 127.0.0.3:$UP_PORT backlog=4096;")
     root $d/www;
     location = /100 { return 200 "$BODY100"; }
     location = /4k { }
@@ -529,6 +534,8 @@ timed_wrk() {
 . "$HERE/modes/slowloris.sh"
 # shellcheck source=modes/upgrade.sh
 . "$HERE/modes/upgrade.sh"
+# shellcheck source=modes/blackhole.sh
+. "$HERE/modes/blackhole.sh"
 
 # ---------------------------------------------------------------- start everything
 say "mode $MODE; proxies ${PROXY_LIST[*]}; proxy on CPU $PROXY_CPU, wrk+upstream on CPU $LOAD_CPU; nice $NICE, slice ${SLICE_US} µs; work dir $WORK"

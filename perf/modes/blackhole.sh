@@ -1,0 +1,106 @@
+# shellcheck shell=bash
+# perf/modes/blackhole.sh — sourced by run.sh: `run.sh blackhole`.
+#
+# Does one silent node out of three hurt traffic once it is found? Gatehouse alone, two runs
+# of wrk on GET /100 through an upstream of three nodes:
+#
+#   healthy:   three nodes that answer (the upstream nginx on 127.0.0.1-3, same port);
+#   blackhole: two of them, and a black hole on 127.0.0.3 (perf/blackhole.py: accepts, never
+#              answers).
+#
+# The upstream has an HTTP health check (every BH_INTERVAL_MS, BH_CHECK_TIMEOUT_MS, 2 failures)
+# and outlier ejection (3 failures in a row), and the route a BH_TRY_TIMEOUT_MS try timeout
+# with one retry. Each run starts a fresh gateway, sends load for DETECT_S seconds (the
+# detection interval, unmeasured), then measures DURATION seconds.
+#
+# Verdicts: blackhole req/s >= 0.9 x healthy, blackhole p99 <= 2 x healthy, no errors.
+
+DETECT_S=${DETECT_S:-3}
+BH_INTERVAL_MS=${BH_INTERVAL_MS:-1000}
+BH_CHECK_TIMEOUT_MS=${BH_CHECK_TIMEOUT_MS:-300}
+BH_TRY_TIMEOUT_MS=${BH_TRY_TIMEOUT_MS:-200}
+
+# bh_conf FILE THIRD_NODE: a gateway config over the two answering nodes and THIRD_NODE.
+bh_conf() {
+  local d=$WORK/gatehouse
+  mkdir -p "$d/state"
+  cat >"$1" <<EOF
+[server]
+workers = 1
+listen = ["127.0.0.1:${PORT[gatehouse]}"]
+state_dir = "$d/state"
+
+[admin]
+listen = "127.0.0.1:$ADMIN_PORT"
+
+[[upstreams]]
+id = "up"
+nodes = [{ addr = "127.0.0.1:$UP_PORT" }, { addr = "127.0.0.2:$UP_PORT" }, { addr = "$2" }]
+max_idle = $GW_MAX_IDLE
+
+[upstreams.health_check]
+path = "/100"
+interval_ms = $BH_INTERVAL_MS
+timeout_ms = $BH_CHECK_TIMEOUT_MS
+unhealthy_threshold = 2
+
+[upstreams.outlier]
+consecutive_failures = 3
+
+[[routes]]
+id = "all"
+paths = ["/*"]
+upstream = "up"
+retries = 1
+try_timeout_ms = $BH_TRY_TIMEOUT_MS
+EOF
+}
+
+run_blackhole_mode() {
+  local bh_port=${PORTS[7]} phase conf pid
+  # The standard gateway slot is replaced by one per phase.
+  kill -TERM "${MEASURED[gatehouse]}" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "${MEASURED[gatehouse]}" 2>/dev/null || break; sleep 0.1; done
+  start_bg "$LOAD_CPU" "$WORK/blackhole.out" python3 "$HERE/blackhole.py" 127.0.0.3 "$bh_port"
+  for _ in $(seq 50); do grep -q ready "$WORK/blackhole.out" && break; sleep 0.1; done
+  grep -q ready "$WORK/blackhole.out" || die "blackhole.py did not start: $(cat "$WORK/blackhole.out")"
+  for phase in healthy blackhole; do
+    conf=$WORK/gatehouse/$phase.toml
+    if [ $phase = healthy ]; then bh_conf "$conf" "127.0.0.3:$UP_PORT"; else bh_conf "$conf" "127.0.0.3:$bh_port"; fi
+    start_bg "$PROXY_CPU" "$WORK/gatehouse/$phase.log" "${GATEHOUSE_CMD%% *}" run --config "$conf"
+    pid=$LAST_PID
+    wait_ready "gatehouse ($phase)" "${PORT[gatehouse]}" "$pid" "$WORK/gatehouse/$phase.log"
+    MEASURED[gatehouse]=$pid
+    say "$phase: ${DETECT_S}s of unmeasured load (detection), then ${DURATION}s measured"
+    run_wrk "$WORK/detect-$phase.txt" "$DETECT_S" gatehouse /100
+    timed_wrk "$WORK/wrk-$phase.txt" "$DURATION" gatehouse /100
+    python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
+      "http://127.0.0.1:$ADMIN_PORT/metrics" | grep '^gatehouse_upstream' >"$WORK/metrics-$phase.txt" || true
+    kill -TERM "$pid"
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
+  python3 "$HERE/harness.py" parse-wrk "$WORK/wrk-healthy.txt" >"$WORK/healthy.json"
+  python3 "$HERE/harness.py" parse-wrk "$WORK/wrk-blackhole.txt" >"$WORK/blackhole.json"
+  python3 - "$WORK" "$OUT" "${meta[@]}" <<'PY'
+import json, sys
+work, out = sys.argv[1], sys.argv[2]
+meta = dict(a.partition("=")[::2] for a in sys.argv[3:])
+runs = {}
+for phase in ("healthy", "blackhole"):
+    runs[phase] = json.load(open(f"{work}/{phase}.json"))
+    runs[phase]["metrics"] = open(f"{work}/metrics-{phase}.txt").read().splitlines()
+h, b = runs["healthy"], runs["blackhole"]
+rps_ratio = b["rps"] / h["rps"]
+p99_ratio = b["p99_us"] / max(h["p99_us"], 1)
+errors = sum(r["socket_errors"] + r["non2xx"] for r in (h, b))
+ok = rps_ratio >= 0.9 and p99_ratio <= 2.0 and errors == 0
+for phase, r in runs.items():
+    print(f"{phase:10} {r['rps']:>10.0f} req/s  p50 {r['p50_us']:>6} us  p99 {r['p99_us']:>6} us  "
+          f"errors {r['socket_errors'] + r['non2xx']}")
+print(f"blackhole/healthy: req/s x{rps_ratio:.3f}, p99 x{p99_ratio:.3f} -> {'PASS' if ok else 'FAIL'}")
+verdict = {"rps_ratio": round(rps_ratio, 3), "p99_ratio": round(p99_ratio, 3), "errors": errors, "pass": ok}
+with open(out, "w") as f:
+    json.dump({"meta": meta, "runs": runs, "verdict": verdict}, f, indent=1)
+PY
+  exit 0
+}
