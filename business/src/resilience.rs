@@ -156,3 +156,40 @@ pub fn pick(
     };
     balancer::pick(wrr, &mut core.rng, &choice)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(nodes: &str, prev: Option<&Snapshot>, version: u64) -> Arc<Snapshot> {
+        let text = format!(
+            "[[upstreams]]\nid = \"u\"\nnodes = [{nodes}]\n\
+             [[routes]]\nid = \"r\"\npaths = [\"/*\"]\nupstream = \"u\"\n"
+        );
+        let c = conf::Config::from_toml_str(&text).unwrap_or_else(|e| panic!("{e:?}"));
+        Snapshot::build_next(c, version, prev).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn the_health_table_outlives_versions_that_keep_the_nodes() {
+        let two = "{ addr = \"127.0.0.1:9001\" }, { addr = \"127.0.0.1:9002\" }";
+        let v1 = snap(two, None, 1);
+        v1.upstreams[0].res.health.set_check_down(1, true);
+        let v2 = snap(two, Some(&v1), 2);
+        assert!(Arc::ptr_eq(
+            &v1.upstreams[0].res.health,
+            &v2.upstreams[0].res.health
+        ));
+        assert!(!v2.upstreams[0].res.health.is_up(1, clock_ms()));
+        // Another node list, or a node turned backup: a fresh table, every node up.
+        let v3 = snap("{ addr = \"127.0.0.1:9001\" }", Some(&v2), 3);
+        assert!(!Arc::ptr_eq(
+            &v2.upstreams[0].res.health,
+            &v3.upstreams[0].res.health
+        ));
+        let backup = "{ addr = \"127.0.0.1:9001\" }, { addr = \"127.0.0.1:9002\", backup = true }";
+        let v4 = snap(backup, Some(&v2), 4);
+        assert!(v4.upstreams[0].res.health.is_up(1, clock_ms()));
+        assert!(v4.upstreams[0].res.health.is_backup(1));
+    }
+}

@@ -319,4 +319,50 @@ mod tests {
         };
         assert!(h.expects(204) && !h.expects(200));
     }
+
+    fn errors(upstream: &str, route: &str) -> Vec<String> {
+        let text = format!(
+            "[[upstreams]]\nid = \"u\"\nnodes = [{{ addr = \"127.0.0.1:9001\" }}, \
+             {{ addr = \"127.0.0.1:9002\", backup = true }}]\n{upstream}\n\
+             [[routes]]\nid = \"r\"\npaths = [\"/*\"]\nupstream = \"u\"\n{route}\n"
+        );
+        let config = crate::Config::from_toml_str(&text).expect("parses");
+        config.validate().into_iter().map(|e| e.path).collect()
+    }
+
+    #[test]
+    fn resilience_fields_are_validated() {
+        assert!(errors("", "").is_empty());
+        let full = "balancer = \"consistent_hash\"\nhash_key = \"cookie:sid\"\nfail_open = true\n\
+                    [upstreams.health_check]\nkind = \"tcp\"\n[upstreams.outlier]\n\
+                    error_rate_percent = 50\n[upstreams.retry_budget]\npercent = 10\n";
+        assert!(errors(full, "retries = 3\ntry_timeout_ms = 100").is_empty());
+        assert_eq!(
+            errors("balancer = \"consistent_hash\"", ""),
+            ["upstreams[0].hash_key"]
+        );
+        assert_eq!(
+            errors("balancer = \"consistent_hash\"\nhash_key = \"query:x\"", ""),
+            ["upstreams[0].hash_key"]
+        );
+        assert_eq!(
+            errors("hash_key = \"client_ip\"", ""),
+            ["upstreams[0].hash_key"]
+        );
+        assert_eq!(
+            errors(
+                "[upstreams.health_check]\npath = \"x\"\ninterval_ms = 1",
+                ""
+            ),
+            [
+                "upstreams[0].health_check.interval_ms",
+                "upstreams[0].health_check.path"
+            ]
+        );
+        assert_eq!(
+            errors("[upstreams.outlier]\nmax_ejection_percent = 101", ""),
+            ["upstreams[0].outlier.max_ejection_percent"]
+        );
+        assert_eq!(errors("", "retries = 11"), ["routes[0].retries"]);
+    }
 }
