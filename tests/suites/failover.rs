@@ -290,3 +290,34 @@ fn an_upstream_dying_mid_answer_a_thousand_times_hurts_only_its_own_requests() {
     assert_eq!(broken, cuts);
     assert_eq!(good.request_count() + flaky.request_count(), 2500);
 }
+
+#[test]
+fn a_silent_node_costs_one_try_timeout_and_a_post_to_it_is_not_resent() {
+    let silent = Backend::start(|_| Reply::Hang);
+    let ok = Backend::fixed("ok");
+    let gw = Gateway::start(&config(
+        &[node(silent.addr()), node(ok.addr())],
+        "",
+        "try_timeout_ms = 300\nretries = 1",
+    ));
+    for _ in 0..4 {
+        let r = get(gw.addr, "t", "/g");
+        assert_eq!((r.status, r.body_str().as_str()), (200, "ok"));
+    }
+    assert!(silent.request_count() >= 1);
+    // A POST that went out to the silent node times out: 504, and the other node never sees it.
+    let before = ok.request_count();
+    let statuses: Vec<u16> = (0..4).map(|_| post(&gw, "x").status).collect();
+    let timed_out = statuses.iter().filter(|s| **s == 504).count();
+    assert!(timed_out >= 1, "{statuses:?}");
+    assert_eq!(ok.request_count() - before, 4 - timed_out);
+    // An overall limit below the try timeout ends the request with 504, with no retry.
+    let gw = Gateway::start(&config(
+        &[node(silent.addr())],
+        "",
+        "try_timeout_ms = 2000\ntimeout_ms = 200",
+    ));
+    let started = std::time::Instant::now();
+    assert_gateway_error(&get(gw.addr, "t", "/g"), 504, "upstream_timeout");
+    assert!(started.elapsed() < Duration::from_millis(1900));
+}
