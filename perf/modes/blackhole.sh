@@ -20,15 +20,15 @@ BH_INTERVAL_MS=${BH_INTERVAL_MS:-1000}
 BH_CHECK_TIMEOUT_MS=${BH_CHECK_TIMEOUT_MS:-300}
 BH_TRY_TIMEOUT_MS=${BH_TRY_TIMEOUT_MS:-200}
 
-# bh_conf FILE THIRD_NODE: a gateway config over the two answering nodes and THIRD_NODE.
+# bh_conf FILE THIRD_NODE STATE_DIR: a gateway config over the two answering nodes and
+# THIRD_NODE. Each phase has its own state dir: a store would win over the file's resources.
 bh_conf() {
-  local d=$WORK/gatehouse
-  mkdir -p "$d/state"
+  mkdir -p "$3"
   cat >"$1" <<EOF
 [server]
 workers = 1
 listen = ["127.0.0.1:${PORT[gatehouse]}"]
-state_dir = "$d/state"
+state_dir = "$3"
 
 [admin]
 listen = "127.0.0.1:$ADMIN_PORT"
@@ -57,7 +57,7 @@ EOF
 }
 
 run_blackhole_mode() {
-  local bh_port=${PORTS[7]} phase conf pid
+  local bh_port=${PORTS[7]} phase conf pid third
   # The standard gateway slot is replaced by one per phase.
   kill -TERM "${MEASURED[gatehouse]}" 2>/dev/null || true
   for _ in $(seq 100); do kill -0 "${MEASURED[gatehouse]}" 2>/dev/null || break; sleep 0.1; done
@@ -66,7 +66,8 @@ run_blackhole_mode() {
   grep -q ready "$WORK/blackhole.out" || die "blackhole.py did not start: $(cat "$WORK/blackhole.out")"
   for phase in healthy blackhole; do
     conf=$WORK/gatehouse/$phase.toml
-    if [ $phase = healthy ]; then bh_conf "$conf" "127.0.0.3:$UP_PORT"; else bh_conf "$conf" "127.0.0.3:$bh_port"; fi
+    if [ $phase = healthy ]; then third=127.0.0.3:$UP_PORT; else third=127.0.0.3:$bh_port; fi
+    bh_conf "$conf" "$third" "$WORK/gatehouse/state-$phase"
     start_bg "$PROXY_CPU" "$WORK/gatehouse/$phase.log" "${GATEHOUSE_CMD%% *}" run --config "$conf"
     pid=$LAST_PID
     wait_ready "gatehouse ($phase)" "${PORT[gatehouse]}" "$pid" "$WORK/gatehouse/$phase.log"
