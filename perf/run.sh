@@ -139,7 +139,7 @@ case $MODE in
          OUT=${OUT:-$HERE/results/latest-reconfig.json} ;;
   upgrade) DURATION=${DURATION:-20}; ROUNDS=${ROUNDS:-1}; WARMUP=${WARMUP:-1}; PROXIES=gatehouse
          OUT=${OUT:-$HERE/results/latest-upgrade.json} ;;
-  blackhole) DURATION=${DURATION:-10}; ROUNDS=1; WARMUP=${WARMUP:-0}; PROXIES=gatehouse
+  blackhole) DURATION=${DURATION:-10}; ROUNDS=${ROUNDS:-3}; WARMUP=${WARMUP:-0}; PROXIES=gatehouse
          OUT=${OUT:-$HERE/results/latest-blackhole.json} ;;
 esac
 # Idle upstream connections Gatehouse keeps per node: 64 (its default, and nginx's keepalive
