@@ -58,7 +58,7 @@ EOF
 }
 
 run_blackhole_mode() {
-  local bh_port=${PORTS[7]} phase conf pid third r order
+  local bh_port=${PORTS[9]} phase conf pid third r order
   # The standard gateway slot is replaced by one per phase.
   kill -TERM "${MEASURED[gatehouse]}" 2>/dev/null || true
   for _ in $(seq 100); do kill -0 "${MEASURED[gatehouse]}" 2>/dev/null || break; sleep 0.1; done
