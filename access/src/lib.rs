@@ -19,5 +19,7 @@ pub mod server;
 pub mod session;
 pub mod stats;
 pub mod thrift;
+pub mod tls;
+pub mod transport;
 pub mod tunnel;
 pub mod worker;

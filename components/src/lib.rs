@@ -5,6 +5,7 @@
 pub mod balancer;
 pub mod http_pool;
 pub mod mux_pool;
+pub mod tls;
 
 pub use balancer::Wrr;
 pub use http_pool::{ConnState, HttpPool, UpConn};

@@ -19,6 +19,7 @@ pub mod release;
 pub mod router;
 pub mod store;
 pub mod thrift;
+pub mod tls;
 pub mod validate;
 
 pub use error::{parse_json, ConfigError};
