@@ -22,6 +22,8 @@
 #                    re-opened as the proxy closes them) held on each proxy in turn: req/s
 #                    of a wrk run with them vs without; Gatehouse must keep >= 0.9x
 #                    (modes/slowloris.sh)
+#   run.sh https     TLS termination against nginx (same certificate and cipher): keep-alive
+#                    GET over HTTPS, and new handshakes per second (modes/https.sh)
 #   run.sh reconfig  Gatehouse alone: paced wrk at TARGET_PCT% of the max measured in the
 #                    run, once without and once with an admin change every CHANGE_MS ms;
 #                    errors, p99, and a keep-alive connection that must survive (modes/reconfig.sh)
@@ -73,7 +75,7 @@ ROOT=$(dirname "$HERE")
 PY=(python3 "$HERE/harness.py")
 
 MODE=bench
-case "${1:-}" in bench | smoke | idle | calls | reconfig | thrift | slowloris | upgrade | blackhole) MODE=$1; shift ;; esac
+case "${1:-}" in bench | smoke | idle | calls | https | reconfig | thrift | slowloris | upgrade | blackhole) MODE=$1; shift ;; esac
 
 PROXIES=${PROXIES:-nginx,gatehouse}
 GATEHOUSE_CMD=${GATEHOUSE_CMD:-}
@@ -133,6 +135,8 @@ case $MODE in
   # Thrift measures Gatehouse against itself: nginx has no Thrift upstreams.
   thrift) DURATION=${DURATION:-10}; ROUNDS=${ROUNDS:-3}; WARMUP=${WARMUP:-1}; PROXIES=gatehouse
          OUT=${OUT:-$HERE/results/latest-thrift.json} ;;
+  https) DURATION=${DURATION:-10}; ROUNDS=${ROUNDS:-3}; WARMUP=${WARMUP:-1}
+         OUT=${OUT:-$HERE/results/latest-https.json} ;;
   # Reconfig measures Gatehouse against itself (with and without changes): an nginx reload
   # replaces its worker processes, a different operation, so nginx is not a contender here.
   reconfig) DURATION=${DURATION:-60}; ROUNDS=${ROUNDS:-1}; WARMUP=${WARMUP:-1}; PROXIES=gatehouse
@@ -240,12 +244,14 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- configs
-mapfile -t PORTS < <("${PY[@]}" ports 10)
+mapfile -t PORTS < <("${PY[@]}" ports 12)
 UP_PORT=${PORTS[0]}
 # auth and risk: the check services of calls mode (wrk also measures them directly).
 declare -A PORT=([nginx]=${PORTS[1]} [gatehouse]=${PORTS[2]} [haproxy]=${PORTS[3]} [auth]=${PORTS[5]} [risk]=${PORTS[6]}
   [tmux]=${PORTS[7]} [texcl]=${PORTS[8]})
 ADMIN_PORT=${PORTS[4]}
+# HTTPS listeners of https mode.
+declare -A TLS_PORT=([nginx]=${PORTS[10]} [gatehouse]=${PORTS[11]})
 declare -A MEASURED   # slot -> PIDs whose CPU and memory are measured
 declare -A CPU_NOTE
 
@@ -404,12 +410,14 @@ gatehouse_extra_conf() {
     calls) gatehouse_calls_conf ;;
     thrift) gatehouse_thrift_conf ;;
     slowloris) gatehouse_slowloris_conf ;;
+    https) gatehouse_https_conf ;;
   esac
 }
 nginx_extra_conf() {
   case $MODE in
     calls) nginx_calls_conf "$1" ;;
     slowloris) nginx_slowloris_conf ;;
+    https) nginx_https_conf "$1" ;;
   esac
 }
 
@@ -490,7 +498,11 @@ run_wrk() {
   # WRK_CONNS, when set, overrides CONNS (calls and reconfig modes use fewer connections).
   local args=(-t1 "-c${WRK_CONNS:-$CONNS}" "-d${secs}s" --latency --timeout 5s)
   [ -n "$lua" ] && args+=(-s "$lua")
-  setsid taskset -c "$LOAD_CPU" "${BOOST[@]}" wrk "${args[@]}" "http://127.0.0.1:${PORT[$slot]}$path" >"$out" 2>&1 </dev/null &
+  # WRK_HEADER, when set, is one more request header (https mode: Connection: close).
+  [ -n "${WRK_HEADER:-}" ] && args+=(-H "$WRK_HEADER")
+  local base="http://127.0.0.1:${PORT[$slot]}"
+  [ "$MODE" = https ] && base="https://127.0.0.1:${TLS_PORT[$slot]}"
+  setsid taskset -c "$LOAD_CPU" "${BOOST[@]}" wrk "${args[@]}" "$base$path" >"$out" 2>&1 </dev/null &
   pid=$!
   PIDS+=("$pid")
   if ! wait "$pid"; then cat "$out" >&2; die "wrk failed against $slot"; fi
@@ -536,6 +548,8 @@ timed_wrk() {
 . "$HERE/modes/upgrade.sh"
 # shellcheck source=modes/blackhole.sh
 . "$HERE/modes/blackhole.sh"
+# shellcheck source=modes/https.sh
+. "$HERE/modes/https.sh"
 
 # ---------------------------------------------------------------- start everything
 say "mode $MODE; proxies ${PROXY_LIST[*]}; proxy on CPU $PROXY_CPU, wrk+upstream on CPU $LOAD_CPU; nice $NICE, slice ${SLICE_US} µs; work dir $WORK"
@@ -543,6 +557,7 @@ write_upstream_conf
 [[ ,$SCENARIOS, == *,modules,* ]] && [[ $MODE =~ ^(bench|smoke)$ ]] && prepare_modules
 [ "$MODE" = calls ] && start_check_services
 [ "$MODE" = thrift ] && start_thrift_backend
+[ "$MODE" = https ] && make_tls_cert
 start_bg "$LOAD_CPU" "$WORK/upstream/out.log" nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" -e "$WORK/upstream/error.log"
 wait_ready upstream "$UP_PORT" "$LAST_PID" "$WORK/upstream/error.log"
 PIDS+=("$("${PY[@]}" children "$LAST_PID")")

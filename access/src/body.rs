@@ -7,7 +7,7 @@
 //! Bounded by the stage's ask and the route's body limit: 413 beyond.
 
 use crate::http::{answer, recycle, start_exchange, Env, Step};
-use crate::io::{read_into, would_block};
+use crate::io::would_block;
 use crate::session::{Exchange, Phase, Session};
 use protocols::error::ErrorKind;
 use protocols::http1::{parse_request, BodyKind, ChunkedDecoder, Parsed, RequestHead};
@@ -100,7 +100,7 @@ pub(crate) fn read_body_step(s: &mut Session, env: &mut Env) -> Step {
     if room == 0 {
         return fail(s, env, ErrorKind::BodyTooLarge);
     }
-    match read_into(&s.stream, cin, room) {
+    match s.stream.read_into(cin, room) {
         Ok(0) => Step::Close,
         Ok(n) => {
             if n < room && !s.rdhup {

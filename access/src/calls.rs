@@ -9,7 +9,7 @@
 //! every call has ended, the pipeline resumes at the stage that asked, which merges.
 
 use crate::http::{answer, start_exchange, Env, Step};
-use crate::io::{read_into, would_block, write_some};
+use crate::io::would_block;
 use crate::session::{Exchange, Phase, Session};
 use business::calls::{CallOutcome, MAX_CALLS};
 use bytes::BufMut;
@@ -98,6 +98,7 @@ pub(crate) fn start(s: &mut Session, env: &mut Env) -> Step {
             env.now,
             up.idle_timeout_ms,
             true,
+            up.tls.as_ref(),
         ) {
             Ok(a) => a,
             Err(_) => {
@@ -234,7 +235,7 @@ fn step_one(ex: &mut Exchange, env: &mut Env, i: usize) -> bool {
     }
     if let Some(out) = c.out.as_ref() {
         while c.sent < out.len() && conn.writable {
-            match write_some(&mut conn.stream, &out[c.sent..]) {
+            match crate::transport::up_write(conn, &out[c.sent..]) {
                 Ok(n) => {
                     c.sent += n;
                     progress = true;
@@ -254,7 +255,7 @@ fn step_one(ex: &mut Exchange, env: &mut Env, i: usize) -> bool {
     let room = (env.limits.max_head_bytes + 4)
         .saturating_sub(inb.len())
         .min(env.bufs.buf_size());
-    match read_into(&conn.stream, inb, room.max(1)) {
+    match crate::transport::up_read(conn, inb, room.max(1)) {
         Ok(0) => {
             end(ex, env, i, CallOutcome::Failed, false);
             return true;

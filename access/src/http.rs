@@ -8,7 +8,7 @@
 //! through one 16 KiB buffer per direction.
 
 use crate::forward::{write_request_head, RequestRewrite};
-use crate::io::{read_into, would_block, write_two};
+use crate::io::would_block;
 use crate::session::{Body, CoreSnap, Exchange, Phase, RespPhase, Session};
 use business::{CoreState, Flow, Request};
 use components::HttpPool;
@@ -19,7 +19,6 @@ use protocols::http1::{
     ResponseHead,
 };
 use reactor::BufPool;
-use std::io;
 
 /// Steps per `drive` call before the session yields to others (fairness under a fast peer).
 const MAX_ROUNDS: usize = 64;
@@ -152,10 +151,18 @@ fn flush_client(s: &mut Session, env: &mut Env) -> Step {
         };
         let total = head.len() + body.len();
         if total == 0 {
+            // TLS records encrypted earlier that the socket had no room for.
+            if s.stream.has_pending() {
+                match s.stream.flush_pending() {
+                    Ok(()) => progress = true,
+                    Err(e) if would_block(&e) => s.writable = false,
+                    Err(_) => return Step::Close,
+                }
+            }
             break;
         }
         let head_len = head.len();
-        match write_two(&mut s.stream, head, body) {
+        match s.stream.write_two(head, body) {
             Ok(n) => {
                 progress = true;
                 s.client_activity = env.now;
@@ -223,7 +230,7 @@ fn head_step(s: &mut Session, env: &mut Env) -> Step {
     let room = max_head
         .saturating_sub(cin.len())
         .clamp(1, env.bufs.buf_size().max(1));
-    match read_into(&s.stream, cin, room) {
+    match s.stream.read_into(cin, room) {
         Ok(0) => {
             s.read_closed = true;
             Step::Progress
@@ -381,7 +388,7 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         buf: cin,
         head,
         peer: s.peer.ip(),
-        tls: false,
+        tls: s.stream.is_tls(),
         body,
     };
     // A WebSocket upgrade is checked before the pipeline; a good one then runs it like any
@@ -535,7 +542,11 @@ pub(crate) fn start_exchange(s: &mut Session, env: &mut Env) -> Step {
         path: stripped,
         client_ip: ex.ctx.client_ip,
         peer: s.peer.ip(),
-        proto: b"http",
+        proto: if s.stream.is_tls() {
+            &b"https"[..]
+        } else {
+            b"http"
+        },
         request_id: ex.ctx.request_id(),
         upstream_addr: ex.up_addr,
         extra: &ex.ctx.upstream_headers,
@@ -593,16 +604,16 @@ pub(crate) fn step(progress: bool) -> Step {
 /// Flushes the last answer, half-closes, and reads what the client still sends for a
 /// bounded time so it sees the answer rather than a reset.
 fn closing_step(s: &mut Session) -> Step {
-    if cout_pending(s) > 0 {
+    if cout_pending(s) > 0 || s.stream.has_pending() {
         return Step::Idle;
     }
     if !s.read_closed {
-        let _ = s.stream.shutdown(std::net::Shutdown::Write);
+        s.stream.shutdown_write();
     }
     let mut drained = 0usize;
     let mut sink = [0u8; 4096];
     loop {
-        match io::Read::read(&mut s.stream, &mut sink) {
+        match s.stream.discard(&mut sink) {
             Ok(0) => return Step::Close,
             Ok(n) => {
                 drained += n;
@@ -675,6 +686,10 @@ fn settle(s: &mut Session, env: &mut Env) {
             }
         }
     };
+    // A TLS handshake has its own, usually shorter, time (`tls.handshake_timeout_ms`).
+    if let Some(d) = s.stream.handshake_deadline() {
+        s.deadline = s.deadline.min(d);
+    }
 }
 
 /// The session's deadline passed: answer or close as its state says.

@@ -21,5 +21,7 @@ pub mod session;
 pub mod stats;
 pub mod stats_health;
 pub mod thrift;
+pub mod tls;
+pub mod transport;
 pub mod tunnel;
 pub mod worker;

@@ -207,6 +207,9 @@ fn serve(
     for a in &srv.addrs {
         eprintln!("gatehouse: serving HTTP on {a}");
     }
+    for a in &srv.tls_addrs {
+        eprintln!("gatehouse: serving HTTPS on {a}");
+    }
     // After the server: the workers registered their queues as they started, and lines
     // they queue before the logger runs wait for it.
     let logger = match access_log::Logger::start(&log_cfg) {

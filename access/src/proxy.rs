@@ -8,8 +8,9 @@
 
 use crate::forward::{write_response_head, ClientConn};
 use crate::http::{answer, cout_pending, recycle, step, Env, Step, MAX_CHUNK_LINE, MAX_TRAILERS};
-use crate::io::{read_into, would_block, write_some};
+use crate::io::would_block;
 use crate::session::{Body, Phase, RespPhase, Session};
+use crate::transport::{up_flush, up_read, up_write};
 use protocols::error::ErrorKind;
 use protocols::http1::{parse_response, BodyKind, ChunkedDecoder, Parsed};
 use std::io;
@@ -18,6 +19,11 @@ pub(crate) fn connect(s: &mut Session, env: &mut Env, reuse: bool) -> io::Result
     let Some(ex) = s.ex.as_mut() else {
         return Ok(());
     };
+    let snap = ex.snap.clone();
+    let tls = snap
+        .as_ref()
+        .and_then(|s| s.upstreams.get(ex.ctx.upstream))
+        .and_then(|u| u.tls.as_ref());
     let a = env.pool.acquire(
         env.registry,
         ex.up_addr,
@@ -25,6 +31,7 @@ pub(crate) fn connect(s: &mut Session, env: &mut Env, reuse: bool) -> io::Result
         env.now,
         ex.idle_timeout_ms,
         reuse,
+        tls,
     )?;
     ex.up = Some(a.key);
     ex.up_reused = a.reused;
@@ -123,7 +130,7 @@ pub(crate) fn proxy_step(s: &mut Session, env: &mut Env) -> Step {
     while ex.uout_sent < head_len && conn.writable {
         let Some(uout) = ex.uout.as_ref() else { break };
         let pending = &uout[ex.uout_sent..];
-        match write_some(&mut conn.stream, pending) {
+        match up_write(conn, pending) {
             Ok(n) => {
                 if n < pending.len() {
                     conn.writable = false;
@@ -156,7 +163,7 @@ pub(crate) fn proxy_step(s: &mut Session, env: &mut Env) -> Step {
                 return client_body_failed(s, env, ErrorKind::BodyTooLarge);
             }
             while ex.fwd_req > 0 && conn.writable {
-                match write_some(&mut conn.stream, &cin[..ex.fwd_req]) {
+                match up_write(conn, &cin[..ex.fwd_req]) {
                     Ok(n) => {
                         if n < ex.fwd_req {
                             conn.writable = false;
@@ -175,7 +182,7 @@ pub(crate) fn proxy_step(s: &mut Session, env: &mut Env) -> Step {
             let cin = s.cin.get_or_insert_with(|| env.bufs.checkout());
             let room = env.bufs.buf_size().saturating_sub(cin.len());
             if room > 0 {
-                match read_into(&s.stream, cin, room) {
+                match s.stream.read_into(cin, room) {
                     Ok(0) => {
                         // The client gave up mid-body: the request can never complete.
                         s.read_closed = true;
@@ -195,6 +202,15 @@ pub(crate) fn proxy_step(s: &mut Session, env: &mut Env) -> Step {
         }
     }
 
+    // TLS records encrypted earlier that the socket had no room for.
+    if conn.writable && conn.tls.as_ref().is_some_and(|t| t.conn.wants_write()) {
+        match up_flush(conn) {
+            Ok(()) => progress = true,
+            Err(e) if would_block(&e) => conn.writable = false,
+            Err(_) => return upstream_failed(s, env, ErrorKind::UpstreamFailed("send")),
+        }
+    }
+
     // Response: read, parse the head, approve body bytes.
     if ex.resp != RespPhase::Done && conn.readable {
         let uin = ex.uin.get_or_insert_with(|| env.bufs.checkout());
@@ -205,7 +221,7 @@ pub(crate) fn proxy_step(s: &mut Session, env: &mut Env) -> Step {
         };
         let room = cap.saturating_sub(uin.len()).min(env.bufs.buf_size());
         if room > 0 {
-            match read_into(&conn.stream, uin, room) {
+            match up_read(conn, uin, room) {
                 Ok(0) => return upstream_eof(s, env),
                 Ok(n) => {
                     if n < room && !conn.rdhup {

@@ -23,6 +23,8 @@ pub struct Server {
     /// The active health checker (a control thread), fed every published snapshot.
     checker: Checker,
     pub addrs: Vec<SocketAddr>,
+    /// HTTPS listeners (docs/tls.md).
+    pub tls_addrs: Vec<SocketAddr>,
     /// A copy of every listening socket (all workers, all addresses), for an upgrade to pass
     /// on: the new process must take each one, since each holds its own accept queue.
     /// Emptied when the workers stop, so a stopped gateway's sockets really close.
@@ -62,13 +64,21 @@ impl Server {
         let cfg = &snap.config.server;
         let workers = reactor::cpus::workers(cfg.workers).max(1);
         let mut addrs: Vec<SocketAddr> = cfg.listen_addrs();
+        let plain = addrs.len();
+        // HTTPS listeners after the plain ones, each with its client-certificate policy.
+        let tls = snap
+            .config
+            .tls
+            .listen_addrs(!snap.config.certificates.is_empty());
+        addrs.extend(tls.iter().map(|(a, _)| *a));
         let mut senders = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
-        let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..workers)
+        let mut per_worker: Vec<Vec<(std::net::TcpListener, Option<usize>)>> = (0..workers)
             .map(|_| Vec::with_capacity(addrs.len()))
             .collect();
         let mut inherited = inherited;
-        for a in addrs.iter_mut() {
+        for (i, a) in addrs.iter_mut().enumerate() {
+            let policy = i.checked_sub(plain).and_then(|t| tls.get(t)).map(|x| x.1);
             let mut taken: Vec<std::net::TcpListener> = Vec::new();
             let mut i = 0;
             while i < inherited.len() {
@@ -97,19 +107,19 @@ impl Server {
                 if w == 0 {
                     *a = l.local_addr()?;
                 }
-                ls.push(l);
+                ls.push((l, policy));
             }
             // More inherited sockets than workers: each still has its queue to serve.
             for (k, l) in taken.enumerate() {
                 l.set_nonblocking(true)?;
                 if let Some(ls) = per_worker.get_mut(k % workers) {
-                    ls.push(l);
+                    ls.push((l, policy));
                 }
             }
         }
         let mut handover = Vec::new();
         for ls in &per_worker {
-            for l in ls {
+            for (l, _) in ls {
                 handover.push((l.local_addr()?, l.try_clone()?));
             }
         }
@@ -146,6 +156,7 @@ impl Server {
             senders,
             threads,
             checker,
+            tls_addrs: addrs.split_off(plain),
             addrs,
             handover: HandoverListeners(Arc::new(Mutex::new(handover))),
         })

@@ -7,8 +7,8 @@
 //! taken from the worker's free list for the length of one request, so an idle keep-alive
 //! session holds a socket and a few integers, and no buffer.
 
+use crate::transport::ClientStream;
 use business::{Context, Snapshot};
-use mio::net::TcpStream;
 use protocols::http1::{BodyKind, ChunkedDecoder, Method};
 use reactor::PooledBuf;
 use std::net::SocketAddr;
@@ -41,7 +41,8 @@ pub enum Phase {
 }
 
 pub struct Session {
-    pub stream: TcpStream,
+    /// The client socket, plain or TLS (`transport.rs`).
+    pub stream: ClientStream,
     pub peer: SocketAddr,
     pub readable: bool,
     pub writable: bool,
@@ -251,7 +252,7 @@ impl Session {
             && self.cout.is_none()
     }
 
-    pub fn new(stream: TcpStream, peer: SocketAddr, now: u64) -> Session {
+    pub fn new(stream: ClientStream, peer: SocketAddr, now: u64) -> Session {
         Session {
             stream,
             peer,

@@ -52,6 +52,9 @@ pub struct Worker {
     poll: Poll,
     inbox: Inbox<Task>,
     listeners: Vec<TcpListener>,
+    /// For each listener (same index): for HTTPS, its client-certificate policy
+    /// (`ServerTls::configs` index).
+    tls_listener: Vec<Option<usize>>,
     /// Accepting is paused: at `server.max_connections`, or backing off after an accept
     /// error. New connections wait in the kernel's backlog meanwhile.
     accept_paused: bool,
@@ -112,16 +115,18 @@ fn random_prefix(id: usize) -> u64 {
 }
 
 impl Worker {
-    /// Creates a worker serving `listeners` (already bound) with `snap`.
+    /// Creates a worker serving `listeners` (already bound; HTTPS ones with their client
+    /// policy) with `snap`.
     pub fn new(
         id: usize,
-        listeners: Vec<std::net::TcpListener>,
+        listeners: Vec<(std::net::TcpListener, Option<usize>)>,
         snap: Arc<Snapshot>,
     ) -> io::Result<Worker> {
         let poll = Poll::new()?;
         let inbox = Inbox::new(poll.registry(), Token::WAKER.into())?;
         let mut ls = Vec::with_capacity(listeners.len());
-        for (i, l) in listeners.into_iter().enumerate() {
+        let tls_listener = listeners.iter().map(|(_, tls)| *tls).collect();
+        for (i, (l, _)) in listeners.into_iter().enumerate() {
             let mut l = TcpListener::from_std(l);
             poll.registry().register(
                 &mut l,
@@ -144,6 +149,7 @@ impl Worker {
             poll,
             inbox,
             listeners: ls,
+            tls_listener,
             accept_paused: false,
             accept_retry_at: 0,
             accept_warned_at: 0,
@@ -330,8 +336,20 @@ impl Worker {
                 return;
             };
             match l.accept() {
-                Ok((mut stream, peer)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    let now = self.clock.now();
+                    let stream = if let Some(policy) = self.tls_listener.get(li).copied().flatten()
+                    {
+                        match crate::tls::accept(stream, &self.snap, policy, now) {
+                            Some(s) => s,
+                            // No certificate in this version: nothing to answer with.
+                            None => continue,
+                        }
+                    } else {
+                        crate::transport::ClientStream::plain(stream)
+                    };
+                    let mut stream = stream;
                     let entry = self.sessions.vacant_entry();
                     let sid = entry.key();
                     let token = Token::new(Kind::Client, sid);
@@ -347,7 +365,6 @@ impl Worker {
                     {
                         continue;
                     }
-                    let now = self.clock.now();
                     let mut s = Session::new(stream, peer, now);
                     // A new connection must send its first head within the header timeout.
                     s.head_started = now;

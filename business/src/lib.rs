@@ -18,6 +18,7 @@ pub mod snapshot;
 pub mod stage;
 pub mod stages;
 pub mod thrift;
+pub mod tls;
 pub mod token;
 
 pub use context::Context;

@@ -107,6 +107,7 @@ pub fn check_targets(snap: &Snapshot) -> Vec<Target> {
             table: u.res.health.clone(),
             addrs: u.addrs.clone(),
             spec: u.res.check.clone(),
+            tls: u.tls.clone(),
         })
         .collect()
 }

@@ -28,6 +28,8 @@ pub struct UpstreamRt {
     pub mux: Option<NodeSettings>,
     /// Health, balancing and retry settings (docs/resilience.md).
     pub res: crate::resilience::UpstreamRes,
+    /// TLS upstreams: the client settings (docs/tls.md).
+    pub tls: Option<components::tls::client::UpTls>,
 }
 
 pub struct Snapshot {
@@ -48,6 +50,8 @@ pub struct Snapshot {
     pub thrift_routes: Vec<Option<ThriftRoute>>,
     /// Node-wide in-flight caps of routes and upstreams (`max_concurrent`, `max_requests`).
     pub admission: crate::admission::Admission,
+    /// HTTPS settings of this version (`None` without certificates); see docs/tls.md.
+    pub tls: Option<components::tls::ServerTls>,
 }
 
 impl Snapshot {
@@ -94,6 +98,17 @@ impl Snapshot {
                 max_idle: u.max_idle,
                 idle_timeout_ms: u.idle_timeout_ms,
                 mux: crate::thrift::node_settings(u),
+                tls: match u.tls {
+                    false => None,
+                    true => Some(
+                        components::tls::client::build_client(
+                            &format!("upstreams[{i}]"),
+                            u.tls_ca.as_deref(),
+                            u.tls_server_name.as_deref(),
+                        )
+                        .map_err(|e| vec![ConfigError::new(e.field, e.message)])?,
+                    ),
+                },
             });
         }
         let mut route_upstream = Vec::with_capacity(config.routes.len());
@@ -160,6 +175,10 @@ impl Snapshot {
                 errors.append(&mut e);
                 Vec::new()
             });
+        let tls = crate::tls::compile(&config, prev).unwrap_or_else(|mut e| {
+            errors.append(&mut e);
+            None
+        });
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -177,6 +196,7 @@ impl Snapshot {
             services,
             thrift_routes,
             admission,
+            tls,
         }))
     }
 

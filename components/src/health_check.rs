@@ -8,10 +8,14 @@
 //! goes into the table's `check_down` flag, which every worker reads when picking. An upstream
 //! whose checks were removed gets all its nodes' flags cleared.
 //!
+//! An upstream with `tls = true` is checked over TLS with its own client settings (CA, server
+//! name), so an HTTP check sees what a proxied request sees.
+//!
 //! Checks run one after another, so many silent nodes delay each other by up to a timeout
 //! each; an interval is a lower bound.
 
 use crate::health::UpstreamHealth;
+use crate::tls::client::UpTls;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -49,6 +53,8 @@ pub struct Target {
     pub addrs: Vec<SocketAddr>,
     /// `None`: no active checks (the nodes' check flags are cleared).
     pub spec: Option<CheckSpec>,
+    /// The upstream's TLS settings, when it speaks TLS.
+    pub tls: Option<UpTls>,
 }
 
 enum Msg {
@@ -107,6 +113,7 @@ struct Watched {
     node: usize,
     addr: SocketAddr,
     spec: CheckSpec,
+    tls: Option<UpTls>,
     due: Instant,
     /// Positive: successes in a row; negative: failures in a row.
     streak: i64,
@@ -117,7 +124,7 @@ fn run(rx: Receiver<Msg>, targets: Vec<Target>) {
     loop {
         let now = Instant::now();
         for w in watched.iter_mut().filter(|w| w.due <= now) {
-            let ok = check(w.addr, &w.spec);
+            let ok = check(w.addr, &w.spec, w.tls.as_ref());
             w.streak = match (ok, w.streak) {
                 (true, s) if s > 0 => s.saturating_add(1),
                 (true, _) => 1,
@@ -163,6 +170,7 @@ fn adopt(old: Vec<Watched>, targets: Vec<Target>) -> Vec<Watched> {
                 node,
                 addr: *addr,
                 spec: spec.clone(),
+                tls: t.tls.clone(),
                 due: kept.map_or_else(Instant::now, |w| w.due),
                 streak: kept.map_or(0, |w| w.streak),
             });
@@ -171,8 +179,8 @@ fn adopt(old: Vec<Watched>, targets: Vec<Target>) -> Vec<Watched> {
     out
 }
 
-/// One check of `addr`; true when healthy.
-pub fn check(addr: SocketAddr, spec: &CheckSpec) -> bool {
+/// One check of `addr` (over TLS with `tls`); true when healthy.
+pub fn check(addr: SocketAddr, spec: &CheckSpec, tls: Option<&UpTls>) -> bool {
     let deadline = Instant::now() + spec.timeout;
     let Ok(mut s) = TcpStream::connect_timeout(&addr, spec.timeout) else {
         return false;
@@ -186,6 +194,32 @@ pub fn check(addr: SocketAddr, spec: &CheckSpec) -> bool {
         return true;
     };
     let _ = s.set_nodelay(true);
+    // The socket's timeouts are set through a second handle while the exchange borrows the
+    // first (both name one socket, so they share its options).
+    let Ok(ctl) = s.try_clone() else {
+        return false;
+    };
+    let Some(t) = tls else {
+        return http_check(&mut s, &ctl, addr, path, host, expected, deadline);
+    };
+    let Ok(mut conn) = rustls::ClientConnection::new(t.config.clone(), t.name_for(addr)) else {
+        return false;
+    };
+    let mut stream = rustls::Stream::new(&mut conn, &mut s);
+    http_check(&mut stream, &ctl, addr, path, host, expected, deadline)
+}
+
+/// Sends the check's `GET` on `s` and reads the status, all within `deadline`; `ctl` is the
+/// socket whose timeouts bound each read and write.
+fn http_check(
+    s: &mut impl ReadWrite,
+    ctl: &TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    host: &str,
+    expected: &[u16],
+    deadline: Instant,
+) -> bool {
     let left = |d: Instant| {
         let l = d.saturating_duration_since(Instant::now());
         (!l.is_zero()).then_some(l)
@@ -193,7 +227,8 @@ pub fn check(addr: SocketAddr, spec: &CheckSpec) -> bool {
     let Some(l) = left(deadline) else {
         return false;
     };
-    if s.set_write_timeout(Some(l)).is_err() {
+    // Over TLS the write also runs the handshake, which reads: both timeouts apply.
+    if ctl.set_write_timeout(Some(l)).is_err() || ctl.set_read_timeout(Some(l)).is_err() {
         return false;
     }
     let mut req = Vec::with_capacity(128);
@@ -216,7 +251,7 @@ pub fn check(addr: SocketAddr, spec: &CheckSpec) -> bool {
         let Some(l) = left(deadline) else {
             return false;
         };
-        if s.set_read_timeout(Some(l)).is_err() {
+        if ctl.set_read_timeout(Some(l)).is_err() {
             return false;
         }
         match s.read(&mut buf[got..]) {
@@ -237,6 +272,10 @@ pub fn check(addr: SocketAddr, spec: &CheckSpec) -> bool {
         expected.contains(&status)
     }
 }
+
+/// A byte stream both ways: a socket, or a TLS stream on one.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 #[cfg(test)]
 mod tests {
@@ -274,22 +313,22 @@ mod tests {
             host: String::new(),
             expected: Vec::new(),
         };
-        assert!(check(serve_once(200), &spec(http.clone())));
-        assert!(!check(serve_once(500), &spec(http)));
+        assert!(check(serve_once(200), &spec(http.clone()), None));
+        assert!(!check(serve_once(500), &spec(http), None));
         let only_204 = Probe::Http {
             path: "/".into(),
             host: "h".into(),
             expected: vec![204],
         };
-        assert!(check(serve_once(204), &spec(only_204.clone())));
-        assert!(!check(serve_once(200), &spec(only_204)));
+        assert!(check(serve_once(204), &spec(only_204.clone()), None));
+        assert!(!check(serve_once(200), &spec(only_204), None));
     }
 
     #[test]
     fn tcp_checks_connect_and_silent_servers_time_out() {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = l.local_addr().expect("addr");
-        assert!(check(addr, &spec(Probe::Tcp)));
+        assert!(check(addr, &spec(Probe::Tcp), None));
         // Accepted by the kernel but never answered: the HTTP check fails in its timeout.
         let http = Probe::Http {
             path: "/".into(),
@@ -297,9 +336,9 @@ mod tests {
             expected: Vec::new(),
         };
         let started = Instant::now();
-        assert!(!check(addr, &spec(http)));
+        assert!(!check(addr, &spec(http), None));
         assert!(started.elapsed() < Duration::from_secs(5));
         drop(l);
-        assert!(!check(addr, &spec(Probe::Tcp)));
+        assert!(!check(addr, &spec(Probe::Tcp), None));
     }
 }

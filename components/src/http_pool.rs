@@ -41,6 +41,11 @@ pub struct UpConn {
     pub writable: bool,
     /// An event reported the peer's FIN (see the session's flag of the same name).
     pub rdhup: bool,
+    /// TLS upstreams: the client connection over `stream` (docs/tls.md).
+    pub tls: Option<Box<crate::tls::client::UpTlsConn>>,
+    /// The `UpTls::key` it was made with, 0 for plain TCP: parked connections are reused
+    /// only by requests with the same TLS settings.
+    pub tls_key: u64,
 }
 
 impl UpConn {
@@ -81,7 +86,8 @@ pub struct PoolStats {
 
 pub struct HttpPool {
     conns: Slab<UpConn>,
-    idle: HashMap<SocketAddr, Vec<usize>>,
+    /// Parked connections by node address and TLS settings (`UpConn::tls_key`).
+    idle: HashMap<(SocketAddr, u64), Vec<usize>>,
     stats: PoolStats,
 }
 
@@ -103,7 +109,9 @@ impl HttpPool {
     }
 
     /// Takes the most recently parked live connection to `addr` (when `reuse`), or starts a
-    /// new connect. Idle connections older than `idle_timeout_ms` are closed on the way.
+    /// new connect (with TLS when `tls`). Idle connections older than `idle_timeout_ms` are
+    /// closed on the way.
+    #[allow(clippy::too_many_arguments)]
     pub fn acquire(
         &mut self,
         registry: &Registry,
@@ -112,10 +120,12 @@ impl HttpPool {
         now: u64,
         idle_timeout_ms: u64,
         reuse: bool,
+        tls: Option<&crate::tls::client::UpTls>,
     ) -> io::Result<Acquired> {
+        let tls_key = tls.map_or(0, |t| t.key);
         while let Some(key) = self
             .idle
-            .get_mut(&addr)
+            .get_mut(&(addr, tls_key))
             .filter(|_| reuse)
             .and_then(|s| s.pop())
         {
@@ -137,6 +147,10 @@ impl HttpPool {
                 return Ok(Acquired { key, reused: true });
             }
         }
+        let tls_conn = match tls {
+            Some(t) => Some(Box::new(crate::tls::client::connect(t, addr)?)),
+            None => None,
+        };
         let mut stream = TcpStream::connect(addr)?;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -157,6 +171,8 @@ impl HttpPool {
             readable: false,
             writable: false,
             rdhup: false,
+            tls: tls_conn,
+            tls_key,
         });
         self.stats.busy += 1;
         self.stats.connects += 1;
@@ -187,7 +203,7 @@ impl HttpPool {
         if c.state != ConnState::Idle {
             self.stats.busy -= 1;
         }
-        let stack = self.idle.entry(c.addr).or_default();
+        let stack = self.idle.entry((c.addr, c.tls_key)).or_default();
         if !reusable || c.state != ConnState::Busy || stack.len() >= max_idle {
             self.remove_unparked(registry, key);
             return;
@@ -235,11 +251,22 @@ impl HttpPool {
             return Some(c.owner);
         }
         if c.readable {
-            let mut probe = [0u8; 1];
-            match c.stream.read(&mut probe) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
+            let alive = match c.tls.as_deref_mut() {
+                None => {
+                    let mut probe = [0u8; 1];
+                    match c.stream.read(&mut probe) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(()),
+                        _ => None,
+                    }
+                }
+                // TLS may say things between requests (session tickets, key updates):
+                // only plaintext, close_notify, EOF or an error end the connection.
+                Some(t) => crate::tls::client::idle_check(t, &mut c.stream),
+            };
+            match alive {
+                Some(()) => c.readable = false,
                 // EOF, stray data or an error: the connection cannot carry a request.
-                _ => {
+                None => {
                     self.unpark(key);
                     self.remove_unparked(registry, key);
                     self.stats.closed_idle += 1;
@@ -286,12 +313,16 @@ impl HttpPool {
 
     /// Connections parked for `addr`.
     pub fn idle_count(&self, addr: &SocketAddr) -> usize {
-        self.idle.get(addr).map_or(0, |s| s.len())
+        self.idle
+            .iter()
+            .filter(|((a, _), _)| a == addr)
+            .map(|(_, s)| s.len())
+            .sum()
     }
 
     fn unpark(&mut self, key: usize) {
         if let Some(c) = self.conns.get(key) {
-            if let Some(stack) = self.idle.get_mut(&c.addr) {
+            if let Some(stack) = self.idle.get_mut(&(c.addr, c.tls_key)) {
                 if let Some(pos) = stack.iter().position(|&k| k == key) {
                     stack.remove(pos);
                     self.stats.idle -= 1;
@@ -331,13 +362,13 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let mut pool = HttpPool::new();
         let a = pool
-            .acquire(poll.registry(), addr, 1, 0, 1000, true)
+            .acquire(poll.registry(), addr, 1, 0, 1000, true, None)
             .unwrap();
         let b = pool
-            .acquire(poll.registry(), addr, 2, 0, 1000, true)
+            .acquire(poll.registry(), addr, 2, 0, 1000, true, None)
             .unwrap();
         let c = pool
-            .acquire(poll.registry(), addr, 3, 0, 1000, true)
+            .acquire(poll.registry(), addr, 3, 0, 1000, true, None)
             .unwrap();
         let _peers = accept_all(&l, 3);
         for k in [a.key, b.key, c.key] {
@@ -351,7 +382,7 @@ mod tests {
         assert!(pool.get(c.key).is_none());
         // LIFO: the last parked comes back first.
         let again = pool
-            .acquire(poll.registry(), addr, 4, 40, 1000, true)
+            .acquire(poll.registry(), addr, 4, 40, 1000, true, None)
             .unwrap();
         assert_eq!(
             again,
@@ -371,10 +402,10 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let mut pool = HttpPool::new();
         let a = pool
-            .acquire(poll.registry(), addr, 1, 0, 1000, true)
+            .acquire(poll.registry(), addr, 1, 0, 1000, true, None)
             .unwrap();
         let b = pool
-            .acquire(poll.registry(), addr, 2, 0, 1000, true)
+            .acquire(poll.registry(), addr, 2, 0, 1000, true, None)
             .unwrap();
         let mut peers = accept_all(&l, 2);
         for k in [a.key, b.key] {

@@ -13,6 +13,7 @@ pub mod http_pool;
 pub mod mux_pool;
 pub mod outlier;
 pub mod retry_budget;
+pub mod tls;
 
 pub use balancer::Wrr;
 pub use http_pool::{ConnState, HttpPool, UpConn};

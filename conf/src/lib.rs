@@ -20,6 +20,7 @@ pub mod resilience;
 pub mod router;
 pub mod store;
 pub mod thrift;
+pub mod tls;
 pub mod validate;
 
 pub use error::{parse_json, ConfigError};

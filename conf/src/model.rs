@@ -35,8 +35,10 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Gray releases of routes and modules (`[[releases]]`); see docs/releases.md.
     pub releases: Vec<crate::release::ReleaseSpec>,
-    // Future resource arrays (certificates) are added here by the lead, each a `Vec<_>` with
-    // `#[serde(default)]`, validated in `validate.rs`.
+    /// `[tls]`: HTTPS listeners and handshake settings (from the file only); docs/tls.md.
+    pub tls: crate::tls::Tls,
+    /// Certificate chains and keys served over HTTPS, chosen by SNI (`[[certificates]]`).
+    pub certificates: Vec<crate::tls::Certificate>,
 }
 
 /// `[server]`: the process and its data-plane listeners.
@@ -258,6 +260,16 @@ pub struct Upstream {
     pub outlier: Option<Outlier>,
     #[serde(default, skip_serializing_if = "is_default_budget")]
     pub retry_budget: RetryBudget,
+    /// Speak TLS to the nodes (HTTP upstreams; docs/tls.md). The certificate is verified
+    /// against `tls_ca`, else the system CA bundle.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// PEM bundle of the CAs that sign the nodes' certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
+    /// Name sent as SNI and verified in the certificate; unset = the node's IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
 }
 
 fn is_default_budget(b: &RetryBudget) -> bool {
@@ -303,6 +315,9 @@ impl Default for Upstream {
             health_check: None,
             outlier: None,
             retry_budget: RetryBudget::default(),
+            tls: false,
+            tls_ca: None,
+            tls_server_name: None,
         }
     }
 }

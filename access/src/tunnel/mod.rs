@@ -20,8 +20,9 @@ mod handshake;
 pub(crate) use handshake::{check_request, open};
 
 use crate::http::{recycle, Env, Step};
-use crate::io::{read_into, would_block, write_some};
+use crate::io::would_block;
 use crate::session::{Exchange, Phase, Session};
+use crate::transport::{up_flush, up_read, up_write};
 use protocols::websocket::{write_close, write_control, FrameError, FrameTracker, Opcode, Sender};
 
 /// How long a tunnel being ended waits for its close frames to get out.
@@ -138,7 +139,7 @@ pub(crate) fn step(s: &mut Session, env: &mut Env) -> Step {
             ws.violation(e, now);
         }
         while ex.fwd_req > 0 && conn.writable {
-            match write_some(&mut conn.stream, &cin[..ex.fwd_req]) {
+            match up_write(conn, &cin[..ex.fwd_req]) {
                 Ok(n) => {
                     if n < ex.fwd_req {
                         conn.writable = false;
@@ -156,7 +157,7 @@ pub(crate) fn step(s: &mut Session, env: &mut Env) -> Step {
         let cin = s.cin.get_or_insert_with(|| env.bufs.checkout());
         let room = env.bufs.buf_size().saturating_sub(cin.len());
         if room > 0 {
-            match read_into(&s.stream, cin, room) {
+            match s.stream.read_into(cin, room) {
                 Ok(0) => s.read_closed = true,
                 Ok(n) => {
                     if n < room && !s.rdhup {
@@ -173,12 +174,21 @@ pub(crate) fn step(s: &mut Session, env: &mut Env) -> Step {
         }
     }
 
+    // TLS records for a TLS upstream that its socket had no room for.
+    if conn.writable && conn.tls.as_ref().is_some_and(|t| t.conn.wants_write()) {
+        match up_flush(conn) {
+            Ok(()) => progress = true,
+            Err(e) if would_block(&e) => conn.writable = false,
+            Err(_) => return teardown(s, env),
+        }
+    }
+
     // Upstream to client: read, approve (`flush_client` writes approved bytes).
     if ws.ending.is_none() && !ws.up_eof && conn.readable {
         let uin = ex.uin.get_or_insert_with(|| env.bufs.checkout());
         let room = env.bufs.buf_size().saturating_sub(uin.len());
         if room > 0 {
-            match read_into(&conn.stream, uin, room) {
+            match up_read(conn, uin, room) {
                 Ok(0) => ws.up_eof = true,
                 Ok(n) => {
                     if n < room && !conn.rdhup {
@@ -234,7 +244,7 @@ pub(crate) fn step(s: &mut Session, env: &mut Env) -> Step {
         if uout.is_empty() || !conn.writable {
             break;
         }
-        match write_some(&mut conn.stream, &uout[..]) {
+        match up_write(conn, &uout[..]) {
             Ok(n) => {
                 if n < uout.len() {
                     conn.writable = false;

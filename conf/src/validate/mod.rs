@@ -91,6 +91,14 @@ impl Config {
         check_admin(&mut e, &self.admin, &listen);
         check_store(&mut e, &self.store);
         crate::access_log::check(&mut e, &self.log);
+        for (i, a) in crate::tls::check(&mut e, &self.tls, &self.certificates) {
+            if let Some((j, _)) = listen.iter().find(|(_, b)| addrs_overlap(&a, b)) {
+                e.push(
+                    crate::tls::listener_path(&self.tls, i),
+                    format!("{a} overlaps server.listen[{j}]"),
+                );
+            }
+        }
         check_upstreams(&mut e, &self.upstreams);
         let service_ids = thrift::check_services(&mut e, &self.services);
         routes::check_routes(&mut e, &self.routes, &self.upstreams);
@@ -245,6 +253,7 @@ fn check_upstreams(e: &mut Errors, upstreams: &[Upstream]) {
         if u.nodes.is_empty() {
             e.push(format!("{p}.nodes"), "must list at least one node");
         }
+        crate::tls::check_upstream(e, &p, u);
         let mut addrs: Vec<(usize, SocketAddr)> = Vec::new();
         for (j, n) in u.nodes.iter().enumerate() {
             let np = format!("{p}.nodes[{j}]");
