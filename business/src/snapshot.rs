@@ -105,6 +105,7 @@ impl Snapshot {
                             &format!("upstreams[{i}]"),
                             u.tls_ca.as_deref(),
                             u.tls_server_name.as_deref(),
+                            u.protocol.is_http(),
                         )
                         .map_err(|e| vec![ConfigError::new(e.field, e.message)])?,
                     ),

@@ -255,19 +255,13 @@ pub(crate) fn listener_path(tls: &Tls, i: usize) -> String {
     }
 }
 
-/// The TLS fields of an upstream: HTTP only, a DNS name or IP address to verify.
+/// The TLS fields of an upstream (HTTP or Thrift): a DNS name or IP address to verify.
 pub(crate) fn check_upstream(e: &mut Errors, p: &str, u: &crate::model::Upstream) {
     let set = u.tls_ca.is_some() || u.tls_server_name.is_some();
     if set && !u.tls {
         e.push(
             format!("{p}.tls"),
             "tls_ca and tls_server_name need tls = true",
-        );
-    }
-    if u.tls && !u.protocol.is_http() {
-        e.push(
-            format!("{p}.tls"),
-            "TLS is for HTTP upstreams only (not Thrift yet)",
         );
     }
     if let Some(n) = &u.tls_server_name {
@@ -330,7 +324,7 @@ mod tests {
             protocol: crate::thrift::UpstreamProtocol::Thrift,
             ..Default::default()
         };
-        check_upstream(&mut e, "upstreams[2]", &thrift);
+        check_upstream(&mut e, "upstreams[2]", &thrift); // valid: TLS to Thrift
         let ok = crate::model::Upstream {
             tls: true,
             tls_server_name: Some("10.0.0.1".into()),
@@ -338,14 +332,7 @@ mod tests {
         };
         check_upstream(&mut e, "upstreams[3]", &ok);
         let paths: Vec<&str> = e.0.iter().map(|x| x.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            [
-                "upstreams[0].tls",
-                "upstreams[1].tls_server_name",
-                "upstreams[2].tls"
-            ]
-        );
+        assert_eq!(paths, ["upstreams[0].tls", "upstreams[1].tls_server_name",]);
     }
 
     #[test]

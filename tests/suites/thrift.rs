@@ -7,6 +7,10 @@
 //! Python with the `thrift` package (tests/run-all.sh sets both up); without them they
 //! print why and pass vacuously.
 
+// The tls suite's CA and leaves; its TLS client is not used here.
+#[path = "tls/pki.rs"]
+#[allow(dead_code)]
+mod pki;
 #[path = "thrift/python.rs"]
 mod python;
 #[path = "thrift/raw.rs"]
@@ -414,4 +418,9 @@ fn python_interop_matrix() {
 #[test]
 fn python_multiplexed_and_in_flight_above_one() {
     python::multiplexed_and_pipelined();
+}
+
+#[test]
+fn python_over_tls() {
+    python::tls();
 }

@@ -168,6 +168,7 @@ pub(crate) fn start(s: &mut Session, env: &mut Env, mut ex: Box<Exchange>, snap:
         addr,
         protocol: route.protocol,
         transport: route.transport,
+        tls: 0, // `submit` sets it from `up.tls`
     };
     let timeout = up.read_timeout_ms;
     if let Some(c) = s.cin.as_mut() {
@@ -175,10 +176,15 @@ pub(crate) fn start(s: &mut Session, env: &mut Env, mut ex: Box<Exchange>, snap:
         bytes::Buf::advance(&mut **c, n);
     }
     s.head_started = 0;
-    if let Err(e) = core
-        .pool
-        .submit(env.registry, env.now, id, key, &settings, env.sid)
-    {
+    if let Err(e) = core.pool.submit(
+        env.registry,
+        env.now,
+        id,
+        key,
+        &settings,
+        up.tls.as_ref(),
+        env.sid,
+    ) {
         core.pool.finish(env.registry, env.now, id);
         return call_failed(s, env, ex, e);
     }

@@ -50,6 +50,7 @@ fn calls_in_steady_state_do_not_allocate() {
         addr: srv.addr,
         protocol: p,
         transport: t,
+        tls: 0,
     };
     let s = settings(8, 1);
     let mut out: Vec<CallId> = Vec::with_capacity(64);

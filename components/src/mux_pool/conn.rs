@@ -5,8 +5,17 @@
 //! one `Vec` that grows only as far as the message being received needs (bounded by
 //! `max_frame`), and shrinks back once it is empty; complete replies are copied out to their
 //! call's slot and the rest moved to the front. No allocation per call once warm.
+//!
+//! TLS (docs/tls.md): a connection to a TLS upstream wraps a rustls client over its
+//! socket. Its handshake is part of connecting: driven by readiness events, bounded by
+//! `connect_timeout_ms`, and a failure (a certificate that does not verify, an alert) is a
+//! connect failure (queued calls fail as `Connect`, the node backs off). Once up, reads and
+//! writes go through `tls::io` (the HTTP pool's helpers); plain connections keep their own
+//! straight path.
 
 use super::{complete, Call, CallError, MuxPool, NodeKey, NodeSettings, State, TOKEN_BASE};
+use crate::tls::client::{UpTls, UpTlsConn};
+use crate::tls::io as tls_io;
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
 use protocols::thrift::codec::{self, Limits, Protocol, Scan, Transport};
@@ -39,6 +48,10 @@ enum Match {
 
 pub(super) struct Conn {
     stream: TcpStream,
+    /// TLS upstreams: the client connection over `stream`.
+    tls: Option<Box<UpTlsConn>>,
+    /// The TCP connect finished (a TLS connection is `connected` after its handshake).
+    tcp_up: bool,
     pub(super) node: u32,
     protocol: Protocol,
     transport: Transport,
@@ -71,10 +84,15 @@ impl Conn {
         registry: &Registry,
         key: NodeKey,
         settings: NodeSettings,
+        tls: Option<&UpTls>,
         node: u32,
         slab_key: u32,
         now: u64,
     ) -> io::Result<Conn> {
+        let tls = match tls {
+            Some(t) => Some(Box::new(crate::tls::client::connect(t, key.addr)?)),
+            None => None,
+        };
         let mut stream = TcpStream::connect(key.addr)?;
         registry.register(
             &mut stream,
@@ -86,6 +104,8 @@ impl Conn {
         let bits = u32::BITS - (size - 1).leading_zeros();
         Ok(Conn {
             stream,
+            tls,
+            tcp_up: false,
             node,
             protocol: key.protocol,
             transport: key.transport,
@@ -180,6 +200,28 @@ impl Conn {
         Ok(())
     }
 
+    /// `Ok(true)` once the connection can carry calls (TCP connected, TLS handshake done),
+    /// `Ok(false)` while in progress.
+    fn check_up(&mut self) -> io::Result<bool> {
+        if !self.tcp_up {
+            if !self.check_connect()? {
+                return Ok(false);
+            }
+            self.tcp_up = true;
+        }
+        let Some(t) = self.tls.as_deref_mut() else {
+            return Ok(true);
+        };
+        if !tls_io::handshake(&mut t.conn, &mut self.stream)? {
+            return Ok(false);
+        }
+        // The handshake used the edges up; whatever they left is found by trying
+        // (`WouldBlock` clears these again).
+        self.readable = true;
+        self.writable = true;
+        Ok(true)
+    }
+
     /// Like `HttpPool`'s: `Ok(true)` once connected, `Ok(false)` while in progress.
     fn check_connect(&mut self) -> io::Result<bool> {
         if !self.writable && !self.readable {
@@ -194,6 +236,39 @@ impl Conn {
                 self.writable = false;
                 self.readable = false;
                 Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Conn {
+    /// The TLS side of `flush`: hands what is queued to rustls and writes its records while
+    /// the socket takes them (rustls's own output first: handshake tail, alerts). A call
+    /// counts as written once its bytes are encrypted and queued behind the socket.
+    fn flush_tls(&mut self, now: u64) -> io::Result<()> {
+        let Some(t) = self.tls.as_deref_mut() else {
+            return Ok(());
+        };
+        if !self.writable || (self.wsent == self.wbuf.len() && !t.conn.wants_write()) {
+            return Ok(());
+        }
+        let pending = self.wbuf.len() - self.wsent;
+        match tls_io::write_two(&mut t.conn, &mut self.stream, &self.wbuf[self.wsent..], &[]) {
+            Ok(n) => {
+                self.wsent += n;
+                self.written += n as u64;
+                if n > 0 {
+                    self.since = now;
+                }
+                if n < pending || t.conn.wants_write() {
+                    self.writable = false;
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.writable = false;
+                Ok(())
             }
             Err(e) => Err(e),
         }
@@ -232,7 +307,7 @@ impl MuxPool {
         c.writable |= writable;
         c.rdhup |= rdhup;
         if !c.connected {
-            match c.check_connect() {
+            match c.check_up() {
                 Ok(true) => {
                     c.connected = true;
                     c.since = now;
@@ -255,7 +330,12 @@ impl MuxPool {
         let Some(c) = self.conns.get_mut(key as usize) else {
             return;
         };
-        while c.writable && c.wsent < c.wbuf.len() {
+        if c.tls.is_some() {
+            if c.flush_tls(now).is_err() {
+                return self.close_conn(registry, now, key, CallError::Closed);
+            }
+        }
+        while c.tls.is_none() && c.writable && c.wsent < c.wbuf.len() {
             let pending = c.wbuf.len() - c.wsent;
             match c.stream.write(&c.wbuf[c.wsent..]) {
                 Ok(0) => return self.close_conn(registry, now, key, CallError::Closed),
@@ -307,7 +387,16 @@ impl MuxPool {
                 c.rbuf.resize(grown, 0);
             }
             let room = c.rbuf.len() - c.rfilled;
-            match c.stream.read(&mut c.rbuf[c.rfilled..]) {
+            let got = match c.tls.as_deref_mut() {
+                None => c.stream.read(&mut c.rbuf[c.rfilled..]),
+                Some(t) => tls_io::read_slice(
+                    &mut t.conn,
+                    &mut t.tcp_eof,
+                    &mut c.stream,
+                    &mut c.rbuf[c.rfilled..],
+                ),
+            };
+            match got {
                 Ok(0) => return self.close_conn(registry, now, key, CallError::Closed),
                 Ok(n) => {
                     c.rfilled += n;
@@ -428,6 +517,11 @@ impl MuxPool {
             return;
         }
         let mut c = self.conns.remove(key as usize);
+        if let Some(t) = c.tls.as_deref_mut() {
+            // Best effort: a peer that reads it sees an orderly end, not a cut.
+            t.conn.send_close_notify();
+            let _ = tls_io::flush(&mut t.conn, &mut c.stream);
+        }
         let _ = registry.deregister(&mut c.stream);
         for slot in c.table.iter().filter(|s| s.call != NONE) {
             complete(

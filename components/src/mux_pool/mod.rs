@@ -28,6 +28,7 @@ mod conn;
 #[cfg(test)]
 mod tests;
 
+use crate::tls::client::UpTls;
 use conn::Conn;
 use mio::Registry;
 use protocols::thrift::codec::{self, Limits, MessageType, Protocol, Transport};
@@ -54,12 +55,16 @@ const SWEEP_EVERY_MS: u64 = 100;
 /// A call message buffer larger than this is given back when the call is freed.
 const MSG_KEEP: usize = 1 << 20;
 
-/// Which connections a call may use: same address, protocol and transport.
+/// Which connections a call may use: same address, protocol, transport and TLS settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct NodeKey {
     pub addr: SocketAddr,
     pub protocol: Protocol,
     pub transport: Transport,
+    /// The upstream's `UpTls::key`, 0 for plain TCP: connections made with other TLS
+    /// settings (another CA, another name) are never shared. `submit` sets it from the
+    /// TLS settings it is given.
+    pub tls: u64,
 }
 
 /// The bounds of a node, from its upstream's config (the latest call's settings win).
@@ -170,6 +175,8 @@ struct Call {
 struct Node {
     key: NodeKey,
     settings: NodeSettings,
+    /// The client settings its connections are made with (docs/tls.md); `None` = plain.
+    tls: Option<UpTls>,
     conns: Vec<u32>,
     queue: VecDeque<u32>,
     backoff_ms: u64,
@@ -260,8 +267,10 @@ impl MuxPool {
     }
 
     /// Sends a built call to a node: at once on a connection with room, else after the
-    /// calls queued before it. `owner` is reported by [`take_ready`](Self::take_ready) when
-    /// the call ends. An error ends the call (it still needs `finish`).
+    /// calls queued before it, over TLS when `tls` is set. `owner` is reported by
+    /// [`take_ready`](Self::take_ready) when the call ends. An error ends the call (it still
+    /// needs `finish`).
+    #[allow(clippy::too_many_arguments)] // one call, its destination and its owner
     pub fn submit(
         &mut self,
         registry: &Registry,
@@ -269,9 +278,14 @@ impl MuxPool {
         id: CallId,
         key: NodeKey,
         settings: &NodeSettings,
+        tls: Option<&UpTls>,
         owner: usize,
     ) -> Result<(), CallError> {
-        let node = self.node_for(key, settings);
+        let key = NodeKey {
+            tls: tls.map_or(0, |t| t.key),
+            ..key
+        };
+        let node = self.node_for(key, settings, tls);
         let Some(call) = self.call_mut(id) else {
             return Err(CallError::Closed);
         };
@@ -442,7 +456,7 @@ impl MuxPool {
         }
     }
 
-    fn node_for(&mut self, key: NodeKey, settings: &NodeSettings) -> u32 {
+    fn node_for(&mut self, key: NodeKey, settings: &NodeSettings, tls: Option<&UpTls>) -> u32 {
         if let Some(&n) = self.node_index.get(&key) {
             let node = &mut self.nodes[n as usize];
             if node.settings != *settings {
@@ -450,12 +464,14 @@ impl MuxPool {
             }
             return n;
         }
-        // Nodes live as long as the pool: one per (address, protocol, transport) ever used,
-        // which only a config change adds to.
+        // Nodes live as long as the pool: one per (address, protocol, transport, TLS
+        // settings) ever used, which only a config change adds to. The key tells TLS
+        // settings apart, so the node keeps the first version's (equal) client config.
         let n = self.nodes.len() as u32;
         self.nodes.push(Node {
             key,
             settings: *settings,
+            tls: tls.cloned(),
             conns: Vec::new(),
             queue: VecDeque::new(),
             backoff_ms: 0,
@@ -517,7 +533,7 @@ impl MuxPool {
         let n = &self.nodes[node as usize];
         let entry = self.conns.vacant_entry();
         let key = entry.key() as u32;
-        match Conn::connect(registry, n.key, n.settings, node, key, now) {
+        match Conn::connect(registry, n.key, n.settings, n.tls.as_ref(), node, key, now) {
             Ok(c) => {
                 entry.insert(c);
                 self.nodes[node as usize].conns.push(key);

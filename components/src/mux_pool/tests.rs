@@ -240,7 +240,9 @@ impl Harness {
         )
         .unwrap();
         let now = self.now();
-        let r = self.pool.submit(self.poll.registry(), now, id, key, s, 7);
+        let r = self
+            .pool
+            .submit(self.poll.registry(), now, id, key, s, None, 7);
         (id, r)
     }
 
@@ -288,6 +290,7 @@ fn key(addr: SocketAddr, p: Protocol, t: Transport) -> NodeKey {
         addr,
         protocol: p,
         transport: t,
+        tls: 0,
     }
 }
 
@@ -640,7 +643,7 @@ fn a_bad_call_message_is_refused() {
     let now = h.now();
     let r = h
         .pool
-        .submit(h.poll.registry(), now, id, k, &settings(1, 1), 1);
+        .submit(h.poll.registry(), now, id, k, &settings(1, 1), None, 1);
     assert!(matches!(r, Err(CallError::BadCall(_))));
     h.finish(id);
     assert_eq!(h.pool.stats().open_connections, 0);

@@ -57,10 +57,13 @@ fn system_roots() -> Option<Arc<RootCertStore>> {
 }
 
 /// Builds an upstream's TLS settings; `path` (`upstreams[2]`) prefixes error fields.
+/// `http` offers ALPN `http/1.1` (HTTP upstreams); Thrift has no ALPN name, so a Thrift
+/// upstream offers none.
 pub fn build_client(
     path: &str,
     ca: Option<&str>,
     server_name: Option<&str>,
+    http: bool,
 ) -> Result<UpTls, TlsError> {
     let roots = match ca {
         Some(pem) => Arc::new(super::root_store(pem, &format!("{path}.tls_ca"))?),
@@ -84,9 +87,11 @@ pub fn build_client(
         .map_err(|e| TlsError::new(format!("{path}.tls"), format!("{e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    if http {
+        config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    }
     let mut h = DefaultHasher::new();
-    (ca, server_name).hash(&mut h);
+    (ca, server_name, http).hash(&mut h);
     Ok(UpTls {
         config: Arc::new(config),
         name,

@@ -33,6 +33,44 @@ where
         return Err(io::Error::new(io::ErrorKind::OutOfMemory, "buffer full"));
     }
     buf.reserve(max);
+    read_with(conn, tcp_eof, tcp, max, |p| buf.extend_from_slice(p))
+}
+
+/// [`read_into`] for a caller that keeps its own buffer: fills `out` from its start (the
+/// Thrift pool reads into the free end of its `Vec`).
+pub fn read_slice<C, D>(
+    conn: &mut C,
+    tcp_eof: &mut bool,
+    tcp: &mut TcpStream,
+    out: &mut [u8],
+) -> io::Result<usize>
+where
+    C: DerefMut<Target = ConnectionCommon<D>>,
+    D: SideData,
+{
+    if out.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::OutOfMemory, "buffer full"));
+    }
+    let mut at = 0;
+    read_with(conn, tcp_eof, tcp, out.len(), |p| {
+        out[at..at + p.len()].copy_from_slice(p);
+        at += p.len();
+    })
+}
+
+/// The read loop both entry points share: hands `sink` at most `max` plaintext bytes in
+/// pieces and returns how many.
+fn read_with<C, D>(
+    conn: &mut C,
+    tcp_eof: &mut bool,
+    tcp: &mut TcpStream,
+    max: usize,
+    mut sink: impl FnMut(&[u8]),
+) -> io::Result<usize>
+where
+    C: DerefMut<Target = ConnectionCommon<D>>,
+    D: SideData,
+{
     let mut total = 0;
     loop {
         // Plaintext rustls already holds comes first.
@@ -40,7 +78,7 @@ where
             Ok([]) => return Ok(total), // close_notify: end of stream
             Ok(p) => {
                 let n = p.len().min(max - total);
-                buf.extend_from_slice(&p[..n]);
+                sink(&p[..n]);
                 conn.reader().consume(n);
                 total += n;
                 if total == max {
@@ -57,23 +95,62 @@ where
         if *tcp_eof {
             return Ok(total);
         }
-        match conn.read_tls(tcp) {
+        match read_tls_once(conn, tcp) {
             Ok(0) => *tcp_eof = true,
-            Ok(_) => {
-                if let Err(e) = conn.process_new_packets() {
-                    // rustls queued an alert saying why; send it if the socket takes it.
-                    let _ = flush(conn, tcp);
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-                }
-                // Handshake messages, alerts and key updates the records called for. A
-                // full socket keeps them for the next writable edge (`flush`).
-                match flush(conn, tcp) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && total > 0 => return Ok(total),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads records from the socket once and processes them: `Ok(0)` when the socket ended.
+/// Handshake messages, alerts and key updates the records called for are sent if the
+/// socket takes them; a full socket keeps them for the next writable edge (`flush`).
+fn read_tls_once<C, D>(conn: &mut C, tcp: &mut TcpStream) -> io::Result<usize>
+where
+    C: DerefMut<Target = ConnectionCommon<D>>,
+    D: SideData,
+{
+    let n = conn.read_tls(tcp)?;
+    if n == 0 {
+        return Ok(0);
+    }
+    if let Err(e) = conn.process_new_packets() {
+        // rustls queued an alert saying why; send it if the socket takes it.
+        let _ = flush(conn, tcp);
+        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+    }
+    match flush(conn, tcp) {
+        Ok(()) => Ok(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
+        Err(e) => Err(e),
+    }
+}
+
+/// Moves a client handshake on as far as the socket allows, on any readiness edge:
+/// `Ok(true)` once it is done, `Ok(false)` while it waits for the peer or for room.
+/// A certificate that does not verify, an alert or the peer closing is an error.
+pub fn handshake<C, D>(conn: &mut C, tcp: &mut TcpStream) -> io::Result<bool>
+where
+    C: DerefMut<Target = ConnectionCommon<D>>,
+    D: SideData,
+{
+    loop {
+        match flush(conn, tcp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        if !conn.is_handshaking() {
+            // Anything still queued (our last flight) leaves on the next writable edge.
+            return Ok(true);
+        }
+        match read_tls_once(conn, tcp) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

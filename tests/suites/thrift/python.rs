@@ -3,8 +3,10 @@
 //! served by `TThreadedServer` (binary and compact, framed and buffered) and
 //! `TNonblockingServer` (binary and compact; it frames by itself), plus a
 //! `TMultiplexedProcessor`. Every type of the mapping goes through the gateway and back.
+//! A `TSSLServerSocket` variant checks TLS to Thrift upstreams, with a CA and leaf made by
+//! rcgen at test time (the tls suite's `pki` module).
 
-use gatehouse_tests::client::{assert_gateway_error, roundtrip, Resp};
+use gatehouse_tests::client::{assert_gateway_error, roundtrip, Conn, Resp};
 use gatehouse_tests::gateway::{free_port, Gateway, TempDir};
 use serde_json::{json, Value};
 use std::io::Write;
@@ -52,7 +54,21 @@ if kind == "multiplexed":
     processor = mux
 pf = TBinaryProtocol.TBinaryProtocolFactory() if proto == "binary" else TCompactProtocol.TCompactProtocolFactory()
 tf = TTransport.TFramedTransportFactory() if transport == "framed" else TTransport.TBufferedTransportFactory()
-sock = TSocket.TServerSocket(host="127.0.0.1", port=int(port))
+if kind == "tls":
+    # TLS with the leaf the test wrote beside the generated code; successful handshakes
+    # are noted so the test can count connections.
+    import ssl
+    from thrift.transport import TSSLSocket
+    class Counting(TSSLSocket.TSSLServerSocket):
+        def accept(self):
+            c = super().accept()
+            if c is not None: note("accept")
+            return c
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(gen + "/leaf.pem", gen + "/leaf.key")
+    sock = Counting(host="127.0.0.1", port=int(port), ssl_context=ctx)
+else:
+    sock = TSocket.TServerSocket(host="127.0.0.1", port=int(port))
 if kind == "nonblocking":
     server = TNonblockingServer.TNonblockingServer(processor, sock, pf, pf)
 else:
@@ -356,4 +372,77 @@ pub fn multiplexed_and_pipelined() {
         let (id, r) = h.join().unwrap();
         assert_eq!(json_of(&r), json!(format!("found {id}")));
     }
+}
+
+/// The TLS interop test cannot pass vacuously: without its peer it fails.
+fn tools_or_fail() -> Tools {
+    Tools::detect().unwrap_or_else(|| panic!("TLS to Thrift needs the Python peer (see above)"))
+}
+
+/// TLS to a Python `TSSLServerSocket` (threaded, binary, framed): the full round trips with
+/// the CA and name configured, calls on one keep-alive client reusing one upstream
+/// connection, and an upstream with the wrong CA failing with 502 while the gateway goes on.
+pub fn tls() {
+    let tools = tools_or_fail();
+    let ca = crate::pki::Ca::new("Thrift Test CA");
+    let leaf = ca.leaf(&["thrift.test"]);
+    tools.dir.write("leaf.pem", &leaf.cert_pem);
+    tools.dir.write("leaf.key", &leaf.key_pem);
+    let log = tools.log("tls");
+    let py = start_server(&tools, "tls", "binary", "framed", &log);
+    let good = format!(
+        "tls = true\ntls_server_name = \"thrift.test\"\ntls_ca = \"\"\"{}\"\"\"",
+        ca.pem
+    );
+    let other = crate::pki::Ca::new("Other CA");
+    let mut text = config(py.addr, "binary", "framed", &good, None);
+    text += &format!(
+        "[[upstreams]]\nid = \"py-bad-ca\"\nprotocol = \"thrift\"\ntransport = \"framed\"\n\
+         tls = true\ntls_server_name = \"thrift.test\"\ntls_ca = \"\"\"{}\"\"\"\n\
+         nodes = [{{ addr = \"{}\" }}]\n\n\
+         [[routes]]\nid = \"bad-ca\"\npaths = [\"/bad-ca/{{id}}\"]\nupstream = \"py-bad-ca\"\n\
+         service = \"test\"\nmethod = \"find\"\n\n",
+        other.pem, py.addr
+    );
+    let g = Gateway::start(&text);
+    check(g.addr, &log, "tls");
+
+    // One keep-alive client stays on one worker: its calls share that worker's connection.
+    let accepts = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("accept")
+            .count()
+    };
+    let mut c = Conn::open(g.addr);
+    let before = accepts();
+    assert!(before >= 1, "the server noted no TLS connection");
+    for id in 10..30 {
+        c.send(format!("GET /find/{id} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .unwrap();
+        let r = c.read_response().unwrap();
+        assert_eq!(json_of(&r), json!(format!("found {id}")));
+    }
+    assert!(
+        accepts() - before <= 1,
+        "20 calls opened {} TLS connections",
+        accepts() - before
+    );
+
+    // A certificate that does not chain to the configured CA: a failed connect (502), the
+    // server never sees a call, and the gateway goes on serving the good upstream.
+    let finds = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("find 77")
+            .count()
+    };
+    for _ in 0..2 {
+        let r = roundtrip(g.addr, b"GET /bad-ca/77 HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_gateway_error(&r, 502, "upstream_failed");
+    }
+    assert_eq!(finds(), 0, "a call went out over an unverified connection");
+    c.send(b"GET /find/31 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let r = c.read_response().unwrap();
+    assert_eq!(json_of(&r), json!("found 31"));
 }
