@@ -24,6 +24,9 @@ use reactor::{Kind, Token};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 
+#[path = "conn_tls.rs"]
+mod tls;
+
 /// Read buffer size a connection starts with and keeps when idle.
 const RBUF_MIN: usize = 16 * 1024;
 /// Write buffer capacity kept once emptied.
@@ -200,30 +203,8 @@ impl Conn {
         Ok(())
     }
 
-    /// `Ok(true)` once the connection can carry calls (TCP connected, TLS handshake done),
-    /// `Ok(false)` while in progress.
-    fn check_up(&mut self) -> io::Result<bool> {
-        if !self.tcp_up {
-            if !self.check_connect()? {
-                return Ok(false);
-            }
-            self.tcp_up = true;
-        }
-        let Some(t) = self.tls.as_deref_mut() else {
-            return Ok(true);
-        };
-        if !tls_io::handshake(&mut t.conn, &mut self.stream)? {
-            return Ok(false);
-        }
-        // The handshake used the edges up; whatever they left is found by trying
-        // (`WouldBlock` clears these again).
-        self.readable = true;
-        self.writable = true;
-        Ok(true)
-    }
-
     /// Like `HttpPool`'s: `Ok(true)` once connected, `Ok(false)` while in progress.
-    fn check_connect(&mut self) -> io::Result<bool> {
+    pub(super) fn check_connect(&mut self) -> io::Result<bool> {
         if !self.writable && !self.readable {
             return Ok(false);
         }
@@ -236,39 +217,6 @@ impl Conn {
                 self.writable = false;
                 self.readable = false;
                 Ok(false)
-            }
-            Err(e) => Err(e),
-        }
-    }
-}
-
-impl Conn {
-    /// The TLS side of `flush`: hands what is queued to rustls and writes its records while
-    /// the socket takes them (rustls's own output first: handshake tail, alerts). A call
-    /// counts as written once its bytes are encrypted and queued behind the socket.
-    fn flush_tls(&mut self, now: u64) -> io::Result<()> {
-        let Some(t) = self.tls.as_deref_mut() else {
-            return Ok(());
-        };
-        if !self.writable || (self.wsent == self.wbuf.len() && !t.conn.wants_write()) {
-            return Ok(());
-        }
-        let pending = self.wbuf.len() - self.wsent;
-        match tls_io::write_two(&mut t.conn, &mut self.stream, &self.wbuf[self.wsent..], &[]) {
-            Ok(n) => {
-                self.wsent += n;
-                self.written += n as u64;
-                if n > 0 {
-                    self.since = now;
-                }
-                if n < pending || t.conn.wants_write() {
-                    self.writable = false;
-                }
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.writable = false;
-                Ok(())
             }
             Err(e) => Err(e),
         }
@@ -330,10 +278,8 @@ impl MuxPool {
         let Some(c) = self.conns.get_mut(key as usize) else {
             return;
         };
-        if c.tls.is_some() {
-            if c.flush_tls(now).is_err() {
-                return self.close_conn(registry, now, key, CallError::Closed);
-            }
+        if c.tls.is_some() && c.flush_tls(now).is_err() {
+            return self.close_conn(registry, now, key, CallError::Closed);
         }
         while c.tls.is_none() && c.writable && c.wsent < c.wbuf.len() {
             let pending = c.wbuf.len() - c.wsent;
