@@ -3,11 +3,13 @@
 //! dead connections, backoff and bounds.
 
 use super::*;
+#[path = "tls_tests.rs"]
+mod tls;
 use mio::{Events, Poll};
 use protocols::thrift::codec::{encode_call, encode_message, Reader, Scan, TType};
 use reactor::Token;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,7 +101,7 @@ pub(super) fn server(p: Protocol, t: Transport, shuffle: bool, handler: Arc<Hand
 }
 
 fn serve_conn(
-    mut s: TcpStream,
+    mut s: impl Read + Write,
     p: Protocol,
     t: Transport,
     shuffle: bool,
@@ -182,6 +184,8 @@ pub(super) struct Harness {
     start: Instant,
     /// Run the pool's periodic sweep on each turn (as the worker does).
     sweep: bool,
+    /// TLS settings calls are submitted with (`tls_tests`).
+    tls: Option<UpTls>,
 }
 
 impl Harness {
@@ -193,6 +197,7 @@ impl Harness {
             ready: Vec::new(),
             start: Instant::now(),
             sweep: true,
+            tls: None,
         }
     }
 
@@ -242,7 +247,7 @@ impl Harness {
         let now = self.now();
         let r = self
             .pool
-            .submit(self.poll.registry(), now, id, key, s, None, 7);
+            .submit(self.poll.registry(), now, id, key, s, self.tls.as_ref(), 7);
         (id, r)
     }
 

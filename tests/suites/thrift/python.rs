@@ -406,6 +406,12 @@ pub fn tls() {
     );
     let g = Gateway::start(&text);
     check(g.addr, &log, "tls");
+    // A call and reply of 600 KB: dozens of TLS records each way, more than a socket buffer
+    // takes at once, so encrypted output waits for writable edges.
+    let big = json!({"a": {"str": "0123456789abcdef".repeat(600_000 / 16), "tags": ["x"]}});
+    let r = post(g.addr, "/echo", &big.to_string(), "");
+    assert_eq!(r.status, 200, "{}", r.status);
+    assert_eq!(json_of(&r), big["a"]);
 
     // One keep-alive client stays on one worker: its calls share that worker's connection.
     let accepts = || {
