@@ -8,6 +8,9 @@
 //! goes into the table's `check_down` flag, which every worker reads when picking. An upstream
 //! whose checks were removed gets all its nodes' flags cleared.
 //!
+//! HTTP and Thrift upstreams are watched alike; a Thrift upstream's check is a TCP connect or
+//! a Thrift call ([`crate::health_check_thrift`]).
+//!
 //! An upstream with `tls = true` is checked over TLS with its own client settings (CA, server
 //! name), so an HTTP check sees what a proxied request sees.
 //!
