@@ -5,7 +5,8 @@
 //! Peers: real loopback Thrift servers (binary protocol, framed transport) written here so
 //! they can be stopped and started again on the same port. Each answers `hello` with its own
 //! name and the check's `ping` with a TApplicationException (UnknownMethod), which a check
-//! counts as healthy: the server is alive and answering.
+//! counts as healthy: the server is alive and answering. The peer named `closer` reads a
+//! `hello` call and closes the connection without answering.
 
 #[path = "thrift/raw.rs"]
 #[allow(dead_code)]
@@ -109,6 +110,10 @@ fn answer(mut s: TcpStream, name: &str, stop: &AtomicBool, hellos: &AtomicUsize)
             buf.drain(..len);
             let out = if method == "hello" {
                 hellos.fetch_add(1, Ordering::SeqCst);
+                if name == "closer" {
+                    // Read the call, then close without a reply.
+                    return;
+                }
                 string_reply("hello", seqid, name)
             } else {
                 // TApplicationException { 1: message, 2: type = UNKNOWN_METHOD (1) }
@@ -279,6 +284,32 @@ fn a_call_refused_on_connect_goes_to_the_other_node_and_the_refuser_is_ejected()
         ),
         "no retry counted"
     );
+}
+
+#[test]
+fn a_call_written_to_a_connection_is_never_sent_again() {
+    let closer = Peer::start("closer");
+    let good = Peer::start("good");
+    let g = Gateway::start(&config(
+        &[closer.addr, good.addr],
+        "retry_budget = { percent = 100 }",
+    ));
+    let (mut failed, mut ok) = (0, 0);
+    for _ in 0..6 {
+        let r = hello(&g);
+        if r.status == 200 {
+            assert_eq!(r.body_str(), "\"good\"");
+            ok += 1;
+        } else {
+            assert_gateway_error(&r, 502, "upstream_failed");
+            failed += 1;
+        }
+    }
+    // Round-robin: half of the calls went to the closer, which read each one; none of them
+    // went on to the good node.
+    assert!(failed > 0 && ok > 0, "failed {failed}, ok {ok}");
+    assert_eq!(closer.hellos.load(Ordering::SeqCst), failed);
+    assert_eq!(good.hellos.load(Ordering::SeqCst), ok);
 }
 
 #[test]
