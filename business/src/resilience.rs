@@ -17,8 +17,9 @@ use components::health::{clock_ms, UpstreamHealth};
 use components::health_check::{CheckSpec, Probe, Target};
 use components::outlier::OutlierPolicy;
 use conf::resilience::{BalancerKind, CheckKind, HashKey};
-use conf::Upstream;
+use conf::{ThriftProtocol, ThriftTransport, Upstream};
 use protocols::http1::HeaderKind;
+use protocols::thrift::codec::{Protocol, Transport};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +71,7 @@ impl UpstreamRes {
         let check = u.health_check.as_ref().map(|h| CheckSpec {
             probe: match h.kind {
                 CheckKind::Tcp => Probe::Tcp,
+                CheckKind::Thrift => thrift_probe(u, &h.method, &h.multiplexed_name),
                 CheckKind::Http => Probe::Http {
                     path: h.path.clone(),
                     host: h.host.clone(),
@@ -96,12 +98,32 @@ impl UpstreamRes {
     }
 }
 
-/// What the active checker watches in `snap`: every HTTP upstream (those without checks, so
-/// their flags are cleared when checks are removed).
+/// The Thrift check of `u`: `method` (prefixed `multiplexed:` when set) in the upstream's
+/// protocol and transport (binary and framed when the upstream does not say: a service's own
+/// defaults are not the upstream's, as a check belongs to the upstream, not to a route).
+fn thrift_probe(u: &Upstream, method: &str, multiplexed: &str) -> Probe {
+    let t = u.thrift();
+    Probe::Thrift {
+        name: match multiplexed {
+            "" => method.to_string(),
+            m => format!("{m}:{method}"),
+        },
+        protocol: match t.protocol {
+            Some(ThriftProtocol::Compact) => Protocol::Compact,
+            _ => Protocol::Binary,
+        },
+        transport: match t.transport {
+            Some(ThriftTransport::Buffered) => Transport::Buffered,
+            _ => Transport::Framed,
+        },
+    }
+}
+
+/// What the active checker watches in `snap`: every upstream, HTTP or Thrift (those without
+/// checks too, so their flags are cleared when checks are removed).
 pub fn check_targets(snap: &Snapshot) -> Vec<Target> {
     snap.upstreams
         .iter()
-        .filter(|u| u.mux.is_none())
         .map(|u| Target {
             upstream: u.id.clone(),
             table: u.res.health.clone(),

@@ -8,6 +8,9 @@
 //! goes into the table's `check_down` flag, which every worker reads when picking. An upstream
 //! whose checks were removed gets all its nodes' flags cleared.
 //!
+//! HTTP and Thrift upstreams are watched alike; a Thrift upstream's check is a TCP connect or
+//! a Thrift call ([`crate::health_check_thrift`]).
+//!
 //! An upstream with `tls = true` is checked over TLS with its own client settings (CA, server
 //! name), so an HTTP check sees what a proxied request sees.
 //!
@@ -15,7 +18,9 @@
 //! each; an interval is a lower bound.
 
 use crate::health::UpstreamHealth;
+use crate::health_check_thrift as thrift;
 use crate::tls::client::UpTls;
+use protocols::thrift::codec::{Protocol, Transport};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -33,6 +38,13 @@ pub enum Probe {
         path: String,
         host: String,
         expected: Vec<u16>,
+    },
+    /// A Thrift call of `name` (`Service:method` when multiplexed) with no arguments is
+    /// answered in step (see [`crate::health_check_thrift`]).
+    Thrift {
+        name: String,
+        protocol: Protocol,
+        transport: Transport,
     },
 }
 
@@ -185,14 +197,9 @@ pub fn check(addr: SocketAddr, spec: &CheckSpec, tls: Option<&UpTls>) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, spec.timeout) else {
         return false;
     };
-    let Probe::Http {
-        path,
-        host,
-        expected,
-    } = &spec.probe
-    else {
+    if spec.probe == Probe::Tcp {
         return true;
-    };
+    }
     let _ = s.set_nodelay(true);
     // The socket's timeouts are set through a second handle while the exchange borrows the
     // first (both name one socket, so they share its options).
@@ -200,13 +207,58 @@ pub fn check(addr: SocketAddr, spec: &CheckSpec, tls: Option<&UpTls>) -> bool {
         return false;
     };
     let Some(t) = tls else {
-        return http_check(&mut s, &ctl, addr, path, host, expected, deadline);
+        return exchange(&mut s, &ctl, addr, &spec.probe, deadline);
     };
     let Ok(mut conn) = rustls::ClientConnection::new(t.config.clone(), t.name_for(addr)) else {
         return false;
     };
     let mut stream = rustls::Stream::new(&mut conn, &mut s);
-    http_check(&mut stream, &ctl, addr, path, host, expected, deadline)
+    exchange(&mut stream, &ctl, addr, &spec.probe, deadline)
+}
+
+/// The time left until `d`, `None` once it passed.
+fn left(d: Instant) -> Option<Duration> {
+    let l = d.saturating_duration_since(Instant::now());
+    (!l.is_zero()).then_some(l)
+}
+
+/// The probe's exchange on an open connection `s`, within `deadline`.
+fn exchange(
+    s: &mut impl ReadWrite,
+    ctl: &TcpStream,
+    addr: SocketAddr,
+    probe: &Probe,
+    deadline: Instant,
+) -> bool {
+    match probe {
+        Probe::Tcp => true,
+        Probe::Http {
+            path,
+            host,
+            expected,
+        } => http_check(s, ctl, addr, path, host, expected, deadline),
+        Probe::Thrift {
+            name,
+            protocol,
+            transport,
+        } => {
+            let call = thrift::check_call(*protocol, *transport, name);
+            let Some(l) = left(deadline) else {
+                return false;
+            };
+            // Over TLS the write also runs the handshake, which reads: both timeouts apply.
+            if call.is_empty()
+                || ctl.set_write_timeout(Some(l)).is_err()
+                || ctl.set_read_timeout(Some(l)).is_err()
+                || s.write_all(&call).and_then(|_| s.flush()).is_err()
+            {
+                return false;
+            }
+            thrift::read_answer(s, *protocol, *transport, || {
+                left(deadline).is_some_and(|l| ctl.set_read_timeout(Some(l)).is_ok())
+            })
+        }
+    }
 }
 
 /// Sends the check's `GET` on `s` and reads the status, all within `deadline`; `ctl` is the
@@ -220,10 +272,6 @@ fn http_check(
     expected: &[u16],
     deadline: Instant,
 ) -> bool {
-    let left = |d: Instant| {
-        let l = d.saturating_duration_since(Instant::now());
-        (!l.is_zero()).then_some(l)
-    };
     let Some(l) = left(deadline) else {
         return false;
     };

@@ -9,6 +9,7 @@ pub mod balancer;
 pub mod balancer_hash;
 pub mod health;
 pub mod health_check;
+pub mod health_check_thrift;
 pub mod http_pool;
 pub mod mux_pool;
 pub mod outlier;

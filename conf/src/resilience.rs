@@ -63,6 +63,9 @@ pub enum CheckKind {
     Http,
     /// Healthy when a TCP connection opens within the timeout.
     Tcp,
+    /// A Thrift call of `method` with no arguments on a fresh connection (Thrift upstreams):
+    /// healthy when a reply or an exception message with the call's sequence id comes back.
+    Thrift,
 }
 
 /// `[upstreams.health_check]`: active checks, run from the gateway's control thread.
@@ -76,6 +79,12 @@ pub struct HealthCheck {
     pub host: String,
     /// Statuses that count as healthy; empty = any 2xx or 3xx.
     pub expected_statuses: Vec<u16>,
+    /// Method called by a Thrift check (`kind = "thrift"`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub method: String,
+    /// Service name of a multiplexed Thrift server: the check calls `NAME:method`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub multiplexed_name: String,
     pub interval_ms: u64,
     /// Limit of one check (connect, send, whole answer).
     pub timeout_ms: u64,
@@ -92,6 +101,8 @@ impl Default for HealthCheck {
             path: "/".to_string(),
             host: String::new(),
             expected_statuses: Vec::new(),
+            method: String::new(),
+            multiplexed_name: String::new(),
             interval_ms: 5_000,
             timeout_ms: 1_000,
             healthy_threshold: 2,
@@ -184,17 +195,46 @@ pub(crate) fn check_upstream(e: &mut Errors, p: &str, u: &Upstream) {
         ),
         _ => {}
     }
-    if !u.protocol.is_http()
-        && (u.health_check.is_some()
-            || u.outlier.is_some()
-            || u.fail_open
-            || !u.balancer.is_round_robin()
-            || u.nodes.iter().any(|n| n.backup))
-    {
+    // Thrift upstreams take health checks, outlier ejection, fail_open and backup nodes;
+    // their calls are balanced round-robin only (no key to hash, and no in-flight counts).
+    if !u.protocol.is_http() && !u.balancer.is_round_robin() {
         e.push(
-            format!("{p}.protocol"),
-            "health_check, outlier, balancer, fail_open and backup nodes are for HTTP upstreams",
+            format!("{p}.balancer"),
+            "Thrift upstreams are balanced round_robin only",
         );
+    }
+    if let Some(h) = &u.health_check {
+        let hp = format!("{p}.health_check");
+        match (u.protocol.is_http(), h.kind) {
+            (true, CheckKind::Thrift) => e.push(
+                format!("{hp}.kind"),
+                "\"thrift\" checks are for Thrift upstreams",
+            ),
+            (false, CheckKind::Http) => e.push(
+                format!("{hp}.kind"),
+                "Thrift upstreams are checked with kind = \"thrift\" or \"tcp\"",
+            ),
+            _ => {}
+        }
+        let name_ok = |s: &str| s.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+        if h.kind == CheckKind::Thrift && (h.method.is_empty() || !name_ok(&h.method)) {
+            e.push(
+                format!("{hp}.method"),
+                "a Thrift check needs the method to call (visible ASCII, no ':')",
+            );
+        }
+        if !name_ok(&h.multiplexed_name) {
+            e.push(
+                format!("{hp}.multiplexed_name"),
+                "must hold visible ASCII only, no ':'",
+            );
+        }
+        if h.kind != CheckKind::Thrift && !(h.method.is_empty() && h.multiplexed_name.is_empty()) {
+            e.push(
+                format!("{hp}.method"),
+                "method and multiplexed_name are for kind = \"thrift\"",
+            );
+        }
     }
     if !u.nodes.is_empty() && u.nodes.iter().all(|n| n.backup) {
         e.push(
@@ -364,5 +404,56 @@ mod tests {
             ["upstreams[0].outlier.max_ejection_percent"]
         );
         assert_eq!(errors("", "retries = 11"), ["routes[0].retries"]);
+        assert_eq!(
+            errors(
+                "[upstreams.health_check]\nkind = \"thrift\"\nmethod = \"ping\"",
+                ""
+            ),
+            ["upstreams[0].health_check.kind"]
+        );
+        assert_eq!(
+            errors("[upstreams.health_check]\nmethod = \"ping\"", ""),
+            ["upstreams[0].health_check.method"]
+        );
+    }
+
+    fn thrift_errors(upstream: &str) -> Vec<String> {
+        let text = format!(
+            "[[upstreams]]\nid = \"u\"\nprotocol = \"thrift\"\nnodes = \
+             [{{ addr = \"127.0.0.1:9001\" }}, {{ addr = \"127.0.0.1:9002\", backup = true }}]\n\
+             {upstream}\n"
+        );
+        let config = crate::Config::from_toml_str(&text).expect("parses");
+        config.validate().into_iter().map(|e| e.path).collect()
+    }
+
+    #[test]
+    fn thrift_upstreams_take_checks_ejection_and_fail_open_but_no_other_balancer() {
+        let full = "fail_open = true\n[upstreams.health_check]\nkind = \"thrift\"\n\
+                    method = \"ping\"\nmultiplexed_name = \"Svc\"\n[upstreams.outlier]\n";
+        assert!(thrift_errors(full).is_empty(), "{:?}", thrift_errors(full));
+        assert!(thrift_errors("[upstreams.health_check]\nkind = \"tcp\"").is_empty());
+        assert_eq!(
+            thrift_errors("[upstreams.health_check]\nkind = \"http\""),
+            ["upstreams[0].health_check.kind"]
+        );
+        assert_eq!(
+            thrift_errors("[upstreams.health_check]\nkind = \"thrift\""),
+            ["upstreams[0].health_check.method"]
+        );
+        assert_eq!(
+            thrift_errors(
+                "[upstreams.health_check]\nkind = \"thrift\"\nmethod = \"a:b\"\n\
+                 multiplexed_name = \"x y\""
+            ),
+            [
+                "upstreams[0].health_check.method",
+                "upstreams[0].health_check.multiplexed_name"
+            ]
+        );
+        assert_eq!(
+            thrift_errors("balancer = \"least_request\""),
+            ["upstreams[0].balancer"]
+        );
     }
 }

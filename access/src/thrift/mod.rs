@@ -16,12 +16,13 @@
 //! parameters, reply JSON): a steady stream of calls allocates nothing here.
 
 mod answer;
+mod tries;
 
 use crate::http::{answer as gateway_answer, recycle, Env, Step};
 use crate::session::{CoreSnap, Exchange, Phase, Session};
 use business::stage::Request;
 use business::thrift::MAX_ARGS;
-use components::mux_pool::{self, CallError, CallId, CallPoll, MuxPool, NodeKey};
+use components::mux_pool::{self, CallError, CallId, CallPoll, MuxPool};
 use mio::Registry;
 use protocols::error::ErrorKind;
 use protocols::http1::{BodyKind, Method};
@@ -158,42 +159,35 @@ pub(crate) fn start(s: &mut Session, env: &mut Env, mut ex: Box<Exchange>, snap:
         core.pool.finish(env.registry, env.now, id);
         return bad_request(s, env, ex, consumed, &e.path, &e.message);
     }
-    let up = snap.upstreams.get(ex.ctx.upstream);
-    let target = up.and_then(|u| Some((u, *u.addrs.get(ex.ctx.node)?, u.mux?)));
-    let Some((up, addr, settings)) = target else {
+    let timeout = snap
+        .upstreams
+        .get(ex.ctx.upstream)
+        .map_or(0, |u| u.read_timeout_ms);
+    let Some((key, settings, tls)) = tries::target(&ex, &snap, route) else {
         core.pool.finish(env.registry, env.now, id);
         return fail(s, env, ex, ErrorKind::Internal);
     };
-    let key = NodeKey {
-        addr,
-        protocol: route.protocol,
-        transport: route.transport,
-        tls: 0, // `submit` sets it from `up.tls`
-    };
-    let timeout = up.read_timeout_ms;
     if let Some(c) = s.cin.as_mut() {
         let n = consumed.min(c.len());
         bytes::Buf::advance(&mut **c, n);
     }
     s.head_started = 0;
-    if let Err(e) = core.pool.submit(
-        env.registry,
-        env.now,
-        id,
-        key,
-        &settings,
-        up.tls.as_ref(),
-        env.sid,
-    ) {
-        core.pool.finish(env.registry, env.now, id);
-        return call_failed(s, env, ex, e);
-    }
     ex.thrift = CallState {
         call: Some(id),
         deadline: env.now + timeout,
     };
+    // The reports of a failed submit read the exchange's snapshot.
+    ex.snap = Some(snap.clone());
+    tries::first_try(&mut ex, &snap);
+    let sent = core
+        .pool
+        .submit(env.registry, env.now, id, key, &settings, tls, env.sid);
+    if let Err(e) = sent.or_else(|e| resend(&mut ex, env, &snap, route, e)) {
+        env.thrift.pool.finish(env.registry, env.now, id);
+        ex.thrift.call = None;
+        return call_failed(s, env, ex, e);
+    }
     ex.up_sent_us = env.now_us;
-    ex.snap = Some(snap);
     s.ex = Some(ex);
     s.phase = Phase::Thrift;
     Step::Progress
@@ -213,6 +207,12 @@ pub(crate) fn step(s: &mut Session, env: &mut Env) -> Step {
     let Some(route) = snap.thrift_route(ex.ctx.route.route) else {
         return Step::Close;
     };
+    if let CallPoll::Failed(e) = env.thrift.pool.poll(id) {
+        // A call refused on connect was never written: it may go to another node.
+        if resend(ex, env, &snap, route, e).is_ok() {
+            return Step::Idle;
+        }
+    }
     let core = &mut *env.thrift;
     let head_only = ex.method == Method::Head;
     let close = !ex.client_keep_alive || env.stopping || s.close_after;
@@ -232,6 +232,8 @@ pub(crate) fn step(s: &mut Session, env: &mut Env) -> Step {
             202
         }
         CallPoll::Reply(msg) => {
+            // Any reply, an exception too, shows a live node.
+            tries::report(ex, false);
             core.json.clear();
             let mapped = codec::strip_frame(route.transport, msg).and_then(|body| {
                 reply_to_json(
@@ -324,11 +326,52 @@ fn account(s: &Session, env: &mut Env, ex: &Exchange, status: u16) {
     crate::stats::count_release(env, ex, version, status);
 }
 
+/// The exchange's call ended with `e`: reports the node's failure, and, when the call failed
+/// on connect (nothing was written) and the rules allow a retry, sends it to another node.
+/// `Ok` when the call is out again; else the error to answer with (the call still needs
+/// `finish`).
+fn resend(
+    ex: &mut Exchange,
+    env: &mut Env,
+    snap: &business::snapshot::Snapshot,
+    route: &business::thrift::ThriftRoute,
+    mut e: CallError,
+) -> Result<(), CallError> {
+    let Some(id) = ex.thrift.call else {
+        return Err(e);
+    };
+    loop {
+        if tries::node_failed(e) {
+            tries::report(ex, true);
+        }
+        if e != CallError::Connect || tries::retry_node(ex, env, snap).is_none() {
+            return Err(e);
+        }
+        let Some((key, settings, tls)) = tries::target(ex, snap, route) else {
+            return Err(e);
+        };
+        if !env.thrift.pool.rearm(id) {
+            return Err(e);
+        }
+        match env
+            .thrift
+            .pool
+            .submit(env.registry, env.now, id, key, &settings, tls, env.sid)
+        {
+            Ok(()) => return Ok(()),
+            Err(next) => e = next,
+        }
+    }
+}
+
 /// The call's deadline passed: free its place and answer 504.
 pub(crate) fn on_timeout(s: &mut Session, env: &mut Env) -> Step {
     let Some(mut ex) = s.ex.take() else {
         return Step::Close;
     };
+    if ex.thrift.call.is_some() {
+        tries::report(&mut ex, true);
+    }
     abandon(&mut ex, env);
     fail(s, env, ex, ErrorKind::UpstreamTimeout)
 }

@@ -183,7 +183,8 @@ impl Stage for ThriftStage {
             return Flow::Respond(Reject::new(ErrorKind::NoRoute));
         };
         ctx.upstream = upstream;
-        match core.balancers.get_mut(upstream).and_then(|b| b.pick()) {
+        // The same pick as HTTP routes: up nodes only (checks, ejections), backups, fail_open.
+        match crate::resilience::pick(snap, core, upstream, None, 0) {
             Some(node) => {
                 ctx.node = node;
                 Flow::Continue

@@ -358,6 +358,19 @@ impl MuxPool {
         }
     }
 
+    /// Makes a call that failed on connect ([`CallError::Connect`]: none of it was written)
+    /// submittable again, message unchanged, so the caller can send it to another node.
+    /// False (and nothing changes) for a call in any other state.
+    pub fn rearm(&mut self, id: CallId) -> bool {
+        match self.call_mut(id) {
+            Some(call) if call.state == State::Failed(CallError::Connect) => {
+                call.state = State::Building;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Frees call `id`, whatever its state: a queued call leaves the queue, a call in flight
     /// gives its place on the connection back at once (its reply will be dropped as late).
     pub fn finish(&mut self, registry: &Registry, now: u64, id: CallId) {

@@ -600,6 +600,36 @@ fn refused_connects_back_off_then_retry() {
 }
 
 #[test]
+fn a_call_refused_on_connect_can_be_sent_to_another_node() {
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (p, t) = (Protocol::Binary, Transport::Framed);
+    let srv = server(p, t, false, echo(p, t));
+    let mut h = Harness::new();
+    let s = settings(1, 2);
+    let a = h.call(key(dead, p, t), &s, "echo", 5, 3);
+    assert!(h.run_until(Duration::from_secs(5), |pool| pool.poll(a)
+        != CallPoll::Pending));
+    assert_eq!(h.pool.poll(a), CallPoll::Failed(CallError::Connect));
+    assert!(h.pool.rearm(a));
+    assert!(!h.pool.rearm(a), "only a failed connect is rearmed");
+    let now = h.now();
+    let r = h
+        .pool
+        .submit(h.poll.registry(), now, a, key(srv.addr, p, t), &s, None, 7);
+    assert_eq!(r, Ok(()));
+    assert!(h.run_until(Duration::from_secs(5), |pool| pool.poll(a)
+        != CallPoll::Pending));
+    let CallPoll::Reply(m) = h.pool.poll(a) else {
+        panic!("{:?}", h.pool.poll(a));
+    };
+    let head = codec::read_message_header(p, t, m, &limits()).unwrap();
+    assert_eq!((head.mtype, head.seqid), (MessageType::Reply, 3));
+}
+
+#[test]
 fn the_wait_queue_is_bounded() {
     let (p, t) = (Protocol::Binary, Transport::Framed);
     let slow: Arc<Handler> = Arc::new(move |seq, name: &str, v| (reply(p, t, name, seq, v), 100));
