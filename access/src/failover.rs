@@ -111,15 +111,9 @@ pub(crate) fn retry_node(ex: &mut Exchange, env: &mut Env) -> Option<usize> {
     )?;
     let up = snap.upstreams.get(ex.ctx.upstream)?;
     let res = &up.res;
-    if !res
-        .health
-        .budget
-        .try_retry(clock_ms(), res.budget_percent, res.budget_min_per_sec)
-    {
-        res.health.count_budget_exhausted();
+    if !res.take_retry() {
         return None;
     }
-    res.health.count_retry();
     Some(node)
 }
 

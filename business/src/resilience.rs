@@ -41,6 +41,21 @@ pub struct UpstreamRes {
 }
 
 impl UpstreamRes {
+    /// Asks the upstream's retry budget for one retry, counting the answer in the metrics
+    /// (retries, or budget exhausted).
+    pub fn take_retry(&self) -> bool {
+        let ok =
+            self.health
+                .budget
+                .try_retry(clock_ms(), self.budget_percent, self.budget_min_per_sec);
+        if ok {
+            self.health.count_retry();
+        } else {
+            self.health.count_budget_exhausted();
+        }
+        ok
+    }
+
     /// The settings of `u` (whose nodes resolved to `addrs`), keeping `prev`'s health table
     /// when the node list is the same.
     pub fn build(u: &Upstream, addrs: &[SocketAddr], prev: Option<&Snapshot>) -> UpstreamRes {

@@ -72,15 +72,9 @@ pub(crate) fn retry_node(ex: &mut Exchange, env: &mut Env, snap: &Snapshot) -> O
     }
     let node = business::resilience::pick(snap, env.core, ex.ctx.upstream, None, ex.tried)?;
     let res = &snap.upstreams.get(ex.ctx.upstream)?.res;
-    if !res
-        .health
-        .budget
-        .try_retry(clock_ms(), res.budget_percent, res.budget_min_per_sec)
-    {
-        res.health.count_budget_exhausted();
+    if !res.take_retry() {
         return None;
     }
-    res.health.count_retry();
     ex.ctx.node = node;
     ex.tried |= bit(node);
     ex.tries += 1;
