@@ -493,6 +493,47 @@ fn tls_upstreams_are_verified_with_their_ca_and_server_name() {
 }
 
 #[test]
+fn https_listeners_and_certificates_pass_through_an_upgrade() {
+    let ca = Ca::new("Upgrade CA");
+    let leaf = ca.leaf(&["up.test"]);
+    let backend = Backend::fixed("hello");
+    let tls = tls_addr();
+    let cfg = config(backend.addr(), tls, "", &leaf.toml("up", &[], true));
+    let mut old = Gateway::start(&cfg);
+    wait_tls(&old, tls);
+    // A keep-alive HTTPS connection to the old process, open across the handover.
+    let mut kept = connect(tls, "up.test");
+    assert_eq!(kept.get("up.test", "/before").expect("answer").status, 200);
+    let mut new = old.spawn_upgrade(&cfg).expect("spawn upgrade");
+    if let Err(e) = new.wait_upgraded() {
+        panic!("upgrade failed: {e}\n--- old stderr ---\n{}", old.stderr());
+    }
+    // The kept connection gets its next answer from the draining process, told to close.
+    let last = kept
+        .get("up.test", "/during")
+        .expect("answer while draining");
+    assert_eq!(last.status, 200);
+    assert_eq!(last.header("connection"), Some("close"));
+    let st = old.wait_exit(Duration::from_secs(10));
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "old: {st:?}: {}",
+        old.stderr()
+    );
+    // New handshakes on the same address are the new process's, with the same certificate.
+    for i in 0..5 {
+        let mut c = connect(tls, "up.test");
+        let r = c.get("up.test", &format!("/after/{i}")).expect("answer");
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
+    }
+    assert!(
+        new.stderr().contains(&format!("serving HTTPS on {tls}")),
+        "{}",
+        new.stderr()
+    );
+}
+
+#[test]
 fn active_http_checks_of_tls_upstreams_speak_tls() {
     let ca = Ca::new("Backend CA");
     let (backend, accepts) = pki::tls_backend(&ca.leaf(&["backend.test"]));
