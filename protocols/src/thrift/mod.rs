@@ -16,7 +16,7 @@
 //!   crate (the demo service) and the tests.
 //!
 //! Interop with Apache Thrift is checked byte for byte against vectors made by its Python
-//! library (`testdata/interop.py`); fuzz target sources are in `fuzz_targets/`.
+//! library (`testdata/interop.py`); the fuzz targets are in `fuzz/fuzz_targets/thrift_*.rs`.
 
 pub mod codec;
 pub mod error;
