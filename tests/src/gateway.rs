@@ -156,27 +156,8 @@ impl Gateway {
             .replace("{listen}", &listen.to_string())
             .replace("{admin}", &admin.to_string())
             .replace("{state_dir}", &dir.0.join("state").display().to_string());
-        let cfg = dir.write("gatehouse.toml", &text);
-        let log = std::fs::File::create(dir.0.join("stderr.log")).map_err(|e| e.to_string())?;
-        let out = std::fs::File::create(dir.0.join("stdout.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(bin())
-            .arg("run")
-            .arg("--config")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", bin().display()))?;
         let state_dir = dir.0.join("state");
-        Ok(Gateway {
-            child,
-            addr: listen,
-            admin,
-            dir,
-            state_dir,
-            exit: None,
-        })
+        Gateway::launch("run", dir, &text, listen, admin, state_dir)
     }
 
     /// Spawns `gatehouse upgrade` with `config` (placeholders as in [`Gateway::start`],
@@ -188,11 +169,31 @@ impl Gateway {
             .replace("{listen}", &self.addr.to_string())
             .replace("{admin}", &self.admin.to_string())
             .replace("{state_dir}", &self.state_dir.display().to_string());
-        let cfg = dir.write("gatehouse.toml", &text);
+        Gateway::launch(
+            "upgrade",
+            dir,
+            &text,
+            self.addr,
+            self.admin,
+            self.state_dir.clone(),
+        )
+    }
+
+    /// Writes `text` as the config in `dir` and spawns `gatehouse COMMAND --config` on it,
+    /// its stdout and stderr into files of `dir`.
+    fn launch(
+        command: &str,
+        dir: TempDir,
+        text: &str,
+        addr: SocketAddr,
+        admin: SocketAddr,
+        state_dir: PathBuf,
+    ) -> Result<Gateway, String> {
+        let cfg = dir.write("gatehouse.toml", text);
         let log = std::fs::File::create(dir.0.join("stderr.log")).map_err(|e| e.to_string())?;
         let out = std::fs::File::create(dir.0.join("stdout.log")).map_err(|e| e.to_string())?;
         let child = Command::new(bin())
-            .arg("upgrade")
+            .arg(command)
             .arg("--config")
             .arg(&cfg)
             .stdin(Stdio::null())
@@ -202,10 +203,10 @@ impl Gateway {
             .map_err(|e| format!("spawn {}: {e}", bin().display()))?;
         Ok(Gateway {
             child,
-            addr: self.addr,
-            admin: self.admin,
+            addr,
+            admin,
             dir,
-            state_dir: self.state_dir.clone(),
+            state_dir,
             exit: None,
         })
     }
