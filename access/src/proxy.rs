@@ -10,7 +10,7 @@ use crate::forward::{write_response_head, ClientConn};
 use crate::http::{answer, cout_pending, recycle, step, Env, Step, MAX_CHUNK_LINE, MAX_TRAILERS};
 use crate::io::would_block;
 use crate::session::{Body, Phase, RespPhase, Session};
-use crate::transport::{up_flush, up_read, up_write};
+use crate::transport::{up_flush, up_read, up_send, up_write};
 use protocols::error::ErrorKind;
 use protocols::http1::{parse_response, BodyKind, ChunkedDecoder, Parsed};
 use std::io;
@@ -162,20 +162,13 @@ pub(crate) fn proxy_step(s: &mut Session, env: &mut Env) -> Step {
             if ex.req_body_bytes > ex.ctx.max_body {
                 return client_body_failed(s, env, ErrorKind::BodyTooLarge);
             }
-            while ex.fwd_req > 0 && conn.writable {
-                match up_write(conn, &cin[..ex.fwd_req]) {
-                    Ok(n) => {
-                        if n < ex.fwd_req {
-                            conn.writable = false;
-                        }
-                        bytes::Buf::advance(&mut **cin, n);
-                        ex.fwd_req -= n;
-                        ex.up_activity = env.now;
-                        progress = true;
-                    }
-                    Err(e) if would_block(&e) => conn.writable = false,
-                    Err(_) => return upstream_failed(s, env, ErrorKind::UpstreamFailed("send")),
+            match up_send(conn, cin, &mut ex.fwd_req) {
+                Ok(true) => {
+                    ex.up_activity = env.now;
+                    progress = true;
                 }
+                Ok(false) => {}
+                Err(_) => return upstream_failed(s, env, ErrorKind::UpstreamFailed("send")),
             }
         }
         if !ex.req_body.is_done() && s.readable && !s.read_closed {

@@ -13,7 +13,7 @@
 //! and keeps the session's backpressure (nothing is accepted while the socket is full). The
 //! handshake happens inside the first reads, driven by readiness like any other read.
 
-use crate::io::{read_into, write_some, write_two};
+use crate::io::{read_into, would_block, write_some, write_two};
 use bytes::BytesMut;
 use components::tls::io as tls_io;
 use components::tls::rustls::ServerConnection;
@@ -146,6 +146,28 @@ pub fn up_write(conn: &mut UpConn, data: &[u8]) -> io::Result<usize> {
         None => write_some(&mut conn.stream, data),
         Some(t) => tls_io::write_two(&mut t.conn, &mut conn.stream, data, &[]),
     }
+}
+
+/// Sends the first `*pending` bytes of `buf` to the upstream for as long as it takes them,
+/// consuming what left from `buf` and `*pending`; a full socket clears `conn.writable`.
+/// `Ok(true)` when any byte moved.
+pub fn up_send(conn: &mut UpConn, buf: &mut BytesMut, pending: &mut usize) -> io::Result<bool> {
+    let mut moved = false;
+    while *pending > 0 && conn.writable {
+        match up_write(conn, &buf[..*pending]) {
+            Ok(n) => {
+                if n < *pending {
+                    conn.writable = false;
+                }
+                bytes::Buf::advance(buf, n);
+                *pending -= n;
+                moved = true;
+            }
+            Err(e) if would_block(&e) => conn.writable = false,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(moved)
 }
 
 /// Writes TLS records an upstream connection had no room for (`Ok` when none is left).

@@ -22,7 +22,7 @@ pub(crate) use handshake::{check_request, open};
 use crate::http::{recycle, Env, Step};
 use crate::io::would_block;
 use crate::session::{Exchange, Phase, Session};
-use crate::transport::{up_flush, up_read, up_write};
+use crate::transport::{up_flush, up_read, up_send, up_write};
 use protocols::websocket::{write_close, write_control, FrameError, FrameTracker, Opcode, Sender};
 
 /// How long a tunnel being ended waits for its close frames to get out.
@@ -138,19 +138,9 @@ pub(crate) fn step(s: &mut Session, env: &mut Env) -> Step {
         if let Some(e) = t.error {
             ws.violation(e, now);
         }
-        while ex.fwd_req > 0 && conn.writable {
-            match up_write(conn, &cin[..ex.fwd_req]) {
-                Ok(n) => {
-                    if n < ex.fwd_req {
-                        conn.writable = false;
-                    }
-                    bytes::Buf::advance(&mut **cin, n);
-                    ex.fwd_req -= n;
-                    progress = true;
-                }
-                Err(e) if would_block(&e) => conn.writable = false,
-                Err(_) => return teardown(s, env),
-            }
+        match up_send(conn, cin, &mut ex.fwd_req) {
+            Ok(moved) => progress |= moved,
+            Err(_) => return teardown(s, env),
         }
     }
     if ws.ending.is_none() && s.readable && !s.read_closed {
